@@ -1,0 +1,52 @@
+# degen: `make book` trains the default sweep and builds the book;
+# `make test` runs lint and the tests. Both create .venv on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= default
+DEVICE ?= auto
+STAMP := $(VENV)/.degen-installed
+# The CPU build of this torch release is what the tests and the default
+# profile are sized for; an unpinned torch would pull a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+
+.PHONY: setup test book sweep bench lab clean clean-all
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[book,test,cluster]"
+	@touch $(STAMP)
+	@echo "environment ready in $(VENV)"
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q
+
+book: $(STAMP)
+	$(BIN)/python -m degen book --profile $(PROFILE) --device $(DEVICE)
+
+sweep: $(STAMP)
+	$(BIN)/python -m degen sweep --profile $(PROFILE) --device $(DEVICE)
+
+bench: $(STAMP)
+	$(BIN)/python -m degen bench --device $(DEVICE)
+
+# JupyterLab in the same environment; the .py notebooks open as notebooks.
+lab: $(STAMP)
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	@echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' \
+		> $(VENV)/share/jupyter/lab/settings/overrides.json
+	$(BIN)/jupyter lab notebooks
+
+clean:
+	$(BIN)/python -m degen clean
+
+# Also removes the trained networks and the environment.
+clean-all:
+	rm -rf _build book/generated results $(VENV)

@@ -1,0 +1,5 @@
+import sys
+
+from degen.cli import main
+
+sys.exit(main())

@@ -1,0 +1,299 @@
+"""Where training, the store and the measures meet.
+
+A :class:`Condition` (task, its config, architecture, training, seeds) goes
+in; a trained ensemble, or one of its measures, comes out: loaded from the
+store when it is there, computed and saved when it is not. Notebooks and the
+sweep call these functions; the measures themselves only ever see arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from degen.config import from_dict, to_dict
+from degen.metrics import behavior as behavior_metrics
+from degen.metrics import dynamics as dsa
+from degen.metrics import weights as wdist
+from degen.model import Ensemble, ModelConfig, resolve_device
+from degen.profile import EvalConfig, Profile, repo_root
+from degen.store import Store
+from degen.tasks import TASKS, Batch, make_task, task_config
+from degen.train import TrainConfig, train_ensemble
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One ensemble to train: everything that decides its networks."""
+
+    task: str
+    task_config: object  # the task's frozen config
+    model: ModelConfig
+    train: TrainConfig
+    seeds: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "task_config": to_dict(self.task_config),
+            "model": to_dict(self.model),
+            "train": to_dict(self.train),
+            "seeds": list(self.seeds),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Condition:
+        return cls(
+            task=values["task"],
+            task_config=task_config(values["task"], values["task_config"]),
+            model=from_dict(ModelConfig, values["model"]),
+            train=from_dict(TrainConfig, values["train"]),
+            seeds=tuple(values["seeds"]),
+        )
+
+    def make_task(self):
+        return TASKS[self.task][1](self.task_config)
+
+
+def default_store() -> Store:
+    """``$DEGEN_RESULTS`` if set, else ``results/`` at the repository root
+    (found from the working directory), else ``./results``."""
+    if "DEGEN_RESULTS" in os.environ:
+        return Store(os.environ["DEGEN_RESULTS"])
+    root = repo_root() or Path.cwd()
+    return Store(root / "results")
+
+
+def condition(profile: Profile, task: str, value, factor: str = "complexity"):
+    """The condition of ``profile`` with ``factor`` of ``task`` set to ``value``."""
+    profile.values(task, factor)  # validates task and factor
+    knob = TASKS[task][1].complexity
+    values = {**profile.tasks[task].config, knob: value}
+    return Condition(
+        task=task,
+        task_config=task_config(task, values),
+        model=profile.model,
+        train=profile.train,
+        seeds=profile.seeds,
+    )
+
+
+def conditions(profile: Profile, task: str, factor: str = "complexity"):
+    """One condition per swept value, in the profile's order."""
+    return [condition(profile, task, v, factor) for v in profile.values(task, factor)]
+
+
+@dataclass
+class Trained:
+    """A trained ensemble as loaded from the store (weights on the CPU)."""
+
+    condition: Condition
+    model: Ensemble
+    initial: dict[str, torch.Tensor]
+    arrays: dict[str, np.ndarray]
+    meta: dict
+    key: str
+
+    @property
+    def usable(self) -> np.ndarray:
+        """Networks that reached the threshold and did not diverge: ``[net]``."""
+        return self.arrays["converged"] & ~self.arrays["diverged"]
+
+    @property
+    def n_usable(self) -> int:
+        return int(self.usable.sum())
+
+
+def get_trained(
+    cond: Condition,
+    store: Store | None = None,
+    device: str | None = None,
+    progress: bool = False,
+) -> Trained:
+    """The trained ensemble of ``cond``: from the store, or trained and saved.
+
+    ``device`` defaults to ``$DEGEN_DEVICE`` or "auto" (CUDA when present).
+    """
+    store = store or default_store()
+    device = device or os.environ.get("DEGEN_DEVICE", "auto")
+    task = cond.make_task()
+
+    def compute():
+        dev = resolve_device(device)
+        model = Ensemble(cond.model, task.n_inputs, task.n_outputs, cond.seeds)
+        model.to(dev)
+        result = train_ensemble(model, task, cond.train, progress=progress)
+        tensors = dict(result.final)
+        tensors.update({f"initial.{k}": v for k, v in result.initial.items()})
+        meta = {"device": str(dev), **result.info}
+        return {"tensors": tensors, "arrays": result.arrays(), "meta": meta}
+
+    entry = store.get_or_compute("ensemble", cond.to_dict(), compute)
+    model = Ensemble(cond.model, task.n_inputs, task.n_outputs, cond.seeds)
+    final = {k: v for k, v in entry.tensors.items() if not k.startswith("initial.")}
+    model.load_state_tensors(final)
+    initial = {
+        k.removeprefix("initial."): v
+        for k, v in entry.tensors.items()
+        if k.startswith("initial.")
+    }
+    return Trained(cond, model, initial, entry.arrays, entry.meta, entry.key)
+
+
+def evaluation_batch(task, eval_config: EvalConfig, stream: int = 0) -> Batch:
+    """The fixed trials every network is measured on; ``stream`` picks an
+    independent second sample (the same-network null uses stream 1)."""
+    seed = np.random.SeedSequence([eval_config.seed, stream]).generate_state(1)[0]
+    gen = torch.Generator().manual_seed(int(seed))
+    return task.sample(eval_config.n_trials, gen)
+
+
+def _cached(store: Store, kind: str, config: dict, compute) -> dict:
+    entry = store.get_or_compute(kind, config, compute)
+    return {**entry.arrays, "meta": entry.meta}
+
+
+def behavior(trained: Trained, eval_config: EvalConfig, store: Store | None = None):
+    """OOD loss of every network, and the population s.d. and mean over the
+    usable ones (see :mod:`degen.metrics.behavior`)."""
+    store = store or default_store()
+    config = {"ensemble": trained.key, "eval": to_dict(eval_config)}
+
+    def compute():
+        start = time.perf_counter()
+        ood = trained.condition.make_task().ood()
+        batch = evaluation_batch(ood, eval_config)
+        outputs, _ = trained.model.run(batch.inputs)
+        losses = behavior_metrics.mse_per_network(
+            outputs.numpy(), batch.targets.numpy(), batch.mask.numpy()
+        )
+        usable = trained.usable
+        summary = behavior_metrics.degeneracy(losses[usable])
+        meta = {"wall_time_s": time.perf_counter() - start, **summary}
+        return {"arrays": {"ood_loss": losses, "usable": usable}, "meta": meta}
+
+    return _cached(store, "behavior", config, compute)
+
+
+def hidden_states(trained: Trained, eval_config: EvalConfig, stream: int = 0):
+    """Hidden states of every network on the fixed trials: ``[net, batch, time, n]``."""
+    batch = evaluation_batch(trained.condition.make_task(), eval_config, stream)
+    _, hidden = trained.model.run(batch.inputs)
+    return hidden.numpy()
+
+
+def dynamics(
+    trained: Trained,
+    eval_config: EvalConfig,
+    dsa_config: dsa.DSAConfig,
+    store: Store | None = None,
+):
+    """DSA distances between the usable networks, the same-network null and
+    a 2-D MDS embedding (see :mod:`degen.metrics.dynamics`)."""
+    store = store or default_store()
+    config = {
+        "ensemble": trained.key,
+        "eval": to_dict(eval_config),
+        "dsa": to_dict(dsa_config),
+    }
+
+    def compute():
+        start = time.perf_counter()
+        usable = trained.usable
+        states = hidden_states(trained, eval_config, 0)[usable]
+        states_b = hidden_states(trained, eval_config, 1)[usable]
+        if states.shape[0] < 2:
+            _warn_too_few(trained, "DSA")
+            k = states.shape[0]
+            nan = np.full((k, k), np.nan)
+            arrays = {
+                "distances": nan,
+                "null": np.full(k, np.nan),
+                "mds": np.full((k, 2), np.nan),
+                "fit_loss": nan,
+            }
+        else:
+            result = dsa.dsa(states, dsa_config)
+            arrays = {
+                "distances": result.distances,
+                "null": dsa.same_network_null(states, states_b, dsa_config),
+                "mds": dsa.classical_mds(result.distances, 2),
+                "fit_loss": result.fit_loss,
+            }
+        arrays["usable"] = usable
+        return {"arrays": arrays, "meta": {"wall_time_s": time.perf_counter() - start}}
+
+    return _cached(store, "dynamics", config, compute)
+
+
+def weights(
+    trained: Trained,
+    config: wdist.WeightDistanceConfig,
+    store: Store | None = None,
+):
+    """Permutation-invariant distances between the usable networks' recurrent
+    weights (see :mod:`degen.metrics.weights`)."""
+    store = store or default_store()
+    key_config = {"ensemble": trained.key, "weights": to_dict(config)}
+
+    def compute():
+        start = time.perf_counter()
+        usable = trained.usable
+        w_kxnxn = trained.model.w_h.detach().numpy()[usable]
+        if w_kxnxn.shape[0] < 2:
+            _warn_too_few(trained, "the weight distance")
+            k = w_kxnxn.shape[0]
+            distances = np.full((k, k), np.nan)
+        else:
+            distances = wdist.weight_distance_matrix(w_kxnxn, config)
+        arrays = {"distances": distances, "usable": usable}
+        return {"arrays": arrays, "meta": {"wall_time_s": time.perf_counter() - start}}
+
+    return _cached(store, "weights", key_config, compute)
+
+
+def _warn_too_few(trained: Trained, what: str) -> None:
+    warnings.warn(
+        f"only {trained.n_usable} of {len(trained.usable)} networks of "
+        f"{trained.condition.task} {_label(trained.condition)} converged; "
+        f"{what} needs two, so it is NaN (train longer or raise the threshold)",
+        stacklevel=3,
+    )
+
+
+def _label(cond: Condition) -> str:
+    knob = TASKS[cond.task][1].complexity
+    return f"{knob}={getattr(cond.task_config, knob)}"
+
+
+def dsa_config_for(profile: Profile, task: str) -> dsa.DSAConfig:
+    """The profile's DSA settings with the task's overrides applied."""
+    values = {**dataclasses.asdict(profile.dynamics), **profile.tasks[task].dynamics}
+    return from_dict(dsa.DSAConfig, values, where=f"tasks.{task}.dynamics")
+
+
+__all__ = [
+    "Condition",
+    "Trained",
+    "behavior",
+    "condition",
+    "conditions",
+    "default_store",
+    "dsa_config_for",
+    "dynamics",
+    "evaluation_batch",
+    "get_trained",
+    "hidden_states",
+    "make_task",
+    "weights",
+]

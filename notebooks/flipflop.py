@@ -1,0 +1,114 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The N-bit flip-flop task
+#
+# Each of N input channels is silent most of the time and now and then carries
+# a pulse of +1 or -1. Output channel i must hold the sign of the last pulse
+# on input i. A network that solves the task needs $2^N$ stable states, one
+# per combination of remembered bits, so N is the task's complexity knob.
+#
+# This page shows the task, the trained networks' outputs and their training
+# curves for every N the profile sweeps.
+
+# %% tags=["parameters"]
+profile = "default"
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown
+
+from degen import experiment, plots
+from degen.profile import load_profile
+
+plots.use_style()
+prof = load_profile(profile)
+conds = experiment.conditions(prof, "flipflop")
+trained = [experiment.get_trained(c) for c in conds]
+
+# %% [markdown]
+# ## Example trials
+#
+# One trial of the largest N. The first step pulses every channel, so every
+# target is one of the $2^N$ memory states from the start (a choice recorded
+# on the choices page).
+
+# %%
+cond = conds[-1]
+task = cond.make_task()
+batch = task.sample(1, torch.Generator().manual_seed(0))
+fig, (ax_in, ax_out) = plt.subplots(2, 1, figsize=(8, 4), sharex=True)
+plots.trials(ax_in, ax_out, batch.inputs[0].numpy(), batch.targets[0].numpy())
+fig.suptitle(f"{cond.task_config.n_bits}-bit flip-flop, one trial")
+plt.show()
+
+# %% [markdown]
+# ## Trained networks on a trial twice as long
+#
+# The out-of-distribution test doubles the trial. Here is one converged
+# network of each N on the same kind of trial, its output over the target.
+
+# %%
+for cond, tr in zip(conds, trained):
+    ood = cond.make_task().ood()
+    batch = ood.sample(1, torch.Generator().manual_seed(1))
+    outputs, _ = tr.model.run(batch.inputs)
+    usable = np.flatnonzero(tr.usable)
+    k = int(usable[0]) if usable.size else 0
+    fig, (ax_in, ax_out) = plt.subplots(2, 1, figsize=(8, 3.2), sharex=True)
+    plots.trials(
+        ax_in,
+        ax_out,
+        batch.inputs[0].numpy(),
+        batch.targets[0].numpy(),
+        outputs[k, 0].numpy(),
+    )
+    fig.suptitle(f"N = {cond.task_config.n_bits}, network {k} (OOD trial)")
+    plt.show()
+
+# %% [markdown]
+# ## Training
+#
+# Every network trains on its own data stream until its epoch-mean MSE drops
+# below the threshold, then for a few more epochs, and then stops. Networks
+# that never reach the threshold are left out of every measure; the table
+# counts them.
+
+# %%
+rows = [
+    "| N | converged | diverged | epochs (median) | wall time (s) |",
+    "|---|---|---|---|---|",
+]
+for cond, tr in zip(conds, trained):
+    a = tr.arrays
+    rows.append(
+        f"| {cond.task_config.n_bits} | {tr.n_usable} of {len(cond.seeds)} "
+        f"| {int(a['diverged'].sum())} | {int(np.median(a['epochs_trained']))} "
+        f"| {tr.meta.get('wall_time_s', float('nan')):.0f} |"
+    )
+Markdown("\n".join(rows))
+
+# %%
+fig, axes = plt.subplots(
+    1, len(conds), figsize=(3 * len(conds), 2.8), sharey=True, squeeze=False
+)
+for ax, cond, tr in zip(axes[0], conds, trained):
+    loss = tr.arrays["epoch_loss"]
+    ax.semilogy(loss.T, lw=1, alpha=0.8)
+    ax.axhline(cond.task_config.threshold, color="k", ls="--", lw=1)
+    ax.set_title(f"N = {cond.task_config.n_bits}")
+    ax.set_xlabel("epoch")
+axes[0, 0].set_ylabel("training MSE")
+plt.show()
