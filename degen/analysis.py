@@ -63,7 +63,7 @@ def measure(
         if level == "behavior":
             r = experiment.behavior(trained, profile.eval, store)
             losses = r["ood_loss"][r["usable"]]
-            values.append(losses.std() if losses.size else np.nan)
+            values.append(losses.std() if losses.size >= 2 else np.nan)
             reps.append(stats.bootstrap_sd(losses, n_boot, seed=i))
         else:
             if level == "dynamics":

@@ -100,9 +100,9 @@ def from_dict(cls: type[T], values: dict | None, where: str | None = None) -> T:
     """Build the frozen dataclass ``cls`` from ``values``, rejecting unknown keys
     and values of the wrong type with a message naming them."""
     where = where or cls.__name__
-    values = dict(values or {})
-    if not isinstance(values, dict):
+    if not isinstance(values, (dict, type(None))):
         raise ConfigError(f"{where} must be a mapping, got {values!r}")
+    values = dict(values or {})
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -121,7 +121,13 @@ def from_dict(cls: type[T], values: dict | None, where: str | None = None) -> T:
             values[name] = tuple(value)
         elif annotation is float and isinstance(value, int):
             values[name] = float(value)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as err:
+        # Say where the bad value came from (a profile file and section).
+        if where == cls.__name__:
+            raise
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def to_dict(config: Any) -> dict:

@@ -182,6 +182,7 @@ def behavior(trained: Trained, eval_config: EvalConfig, store: Store | None = No
         meta = {"wall_time_s": time.perf_counter() - start, **summary}
         return {"arrays": {"ood_loss": losses, "usable": usable}, "meta": meta}
 
+    _warn_if_too_few(trained, "the behavioral spread")
     return _cached(store, "behavior", config, compute)
 
 
@@ -213,7 +214,6 @@ def dynamics(
         states = hidden_states(trained, eval_config, 0)[usable]
         states_b = hidden_states(trained, eval_config, 1)[usable]
         if states.shape[0] < 2:
-            _warn_too_few(trained, "DSA")
             k = states.shape[0]
             nan = np.full((k, k), np.nan)
             arrays = {
@@ -233,6 +233,7 @@ def dynamics(
         arrays["usable"] = usable
         return {"arrays": arrays, "meta": {"wall_time_s": time.perf_counter() - start}}
 
+    _warn_if_too_few(trained, "DSA")
     return _cached(store, "dynamics", config, compute)
 
 
@@ -251,7 +252,6 @@ def weights(
         usable = trained.usable
         w_kxnxn = trained.model.w_h.detach().numpy()[usable]
         if w_kxnxn.shape[0] < 2:
-            _warn_too_few(trained, "the weight distance")
             k = w_kxnxn.shape[0]
             distances = np.full((k, k), np.nan)
         else:
@@ -259,10 +259,14 @@ def weights(
         arrays = {"distances": distances, "usable": usable}
         return {"arrays": arrays, "meta": {"wall_time_s": time.perf_counter() - start}}
 
+    _warn_if_too_few(trained, "the weight distance")
     return _cached(store, "weights", key_config, compute)
 
 
-def _warn_too_few(trained: Trained, what: str) -> None:
+def _warn_if_too_few(trained: Trained, what: str) -> None:
+    """Warn, at the caller of a measure, when it will be NaN."""
+    if trained.n_usable >= 2:
+        return
     warnings.warn(
         f"only {trained.n_usable} of {len(trained.usable)} networks of "
         f"{trained.condition.task} {_label(trained.condition)} converged; "

@@ -59,6 +59,8 @@ def bootstrap_pair_mean(distances, n_boot: int = 2000, seed: int = 0) -> np.ndar
 def pair_mean(distances) -> float:
     """Mean of the off-diagonal entries of a square distance matrix."""
     d = np.asarray(distances, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] != d.shape[1]:
+        raise ValueError(f"distances have shape {d.shape}; expected a square matrix")
     n = d.shape[0]
     if n < 2:
         return float("nan")

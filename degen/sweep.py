@@ -154,13 +154,13 @@ def run(
     # The notebooks' kernels find the same store and the same device.
     os.environ["DEGEN_RESULTS"] = str(Path(store.root).resolve())
     os.environ["DEGEN_DEVICE"] = device
-    train_all(profile, store, device, progress)
-    if not notebooks:
-        return []
-    jobs = notebook_jobs(profile, root)
+    jobs = notebook_jobs(profile, root) if notebooks else []
     missing = [str(j.source) for j in jobs if not j.source.is_file()]
     if missing:
         raise SweepError(f"notebook sources missing: {missing}")
+    train_all(profile, store, device, progress)
+    if not notebooks:
+        return []
     bar = tqdm(jobs, desc="notebooks", disable=not progress, unit="notebook")
     for job in bar:
         bar.set_postfix_str(job.output.name)

@@ -1,0 +1,139 @@
+"""End to end: the smoke profile from training to a built book, in a copy of
+the repository so that the real book/ and results/ are not touched."""
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from degen import cli, sweep
+from degen.config import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+COPIED = ["_config.yml", "_toc.yml", "book", "notebooks", "sweeps", "degen"]
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in COPIED:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(
+                src,
+                root / name,
+                ignore=shutil.ignore_patterns("generated", "__pycache__"),
+            )
+        else:
+            shutil.copy(src, root / name)
+    monkeypatch.chdir(root)
+    # run() hands the store and device to the notebook kernels through the
+    # environment; keep that out of the other tests.
+    monkeypatch.delenv("DEGEN_RESULTS", raising=False)
+    monkeypatch.setenv("DEGEN_DEVICE", "cpu")
+    return root
+
+
+@pytest.mark.slow
+def test_smoke_profile_builds_the_book(repo, capsys):
+    assert cli.main(["book", "--profile", "smoke", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    index = repo / "_build" / "html" / "index.html"
+    assert str(index) in out
+    assert index.is_file()
+    generated = sorted(p.name for p in (repo / "book" / "generated").glob("*.ipynb"))
+    assert generated == [
+        "behavior_flipflop_complexity.ipynb",
+        "dynamics_flipflop_complexity.ipynb",
+        "flipflop.ipynb",
+        "summary.ipynb",
+        "weights_flipflop_complexity.ipynb",
+    ]
+    summary = repo / "_build" / "html" / "book" / "generated" / "summary.html"
+    text = summary.read_text()
+    for level in ("behavior", "dynamics", "weights"):
+        assert level in text
+    assert "cells agree with the paper" in text
+    # A second run trains nothing new: every ensemble comes from the store.
+    entries = sorted((repo / "results" / "ensemble").rglob("meta.json"))
+    assert len(entries) == 2
+    mtimes = [p.stat().st_mtime_ns for p in entries]
+    assert sweep.run("smoke", progress=False, notebooks=False) == []
+    assert [p.stat().st_mtime_ns for p in entries] == mtimes
+
+
+def _plant_failure(repo: Path, notebook: str) -> None:
+    path = repo / "notebooks" / notebook
+    path.write_text(
+        path.read_text() + '\n# %%\nraise RuntimeError("planted failure")\n'
+    )
+
+
+def test_a_failing_notebook_stops_the_sweep_and_names_the_cell(repo):
+    _plant_failure(repo, "flipflop.py")
+    with pytest.raises(sweep.SweepError) as err:
+        sweep.run("smoke", progress=False)
+    message = str(err.value)
+    assert "notebooks/flipflop.py" in message
+    assert "cell" in message and "planted failure" in message
+
+
+def test_book_command_fails_without_building(repo, capsys):
+    _plant_failure(repo, "flipflop.py")
+    assert cli.main(["book", "--profile", "smoke", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "notebooks/flipflop.py" in err and "planted failure" in err
+    assert not (repo / "_build").exists()
+
+
+def test_error_outputs_left_in_a_notebook_are_caught(repo):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("1/0")
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "error", ename="ZeroDivisionError", evalue="division by zero", traceback=[]
+        )
+    ]
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), cell]
+    out = repo / "book" / "generated" / "x.ipynb"
+    out.parent.mkdir(parents=True)
+    nbformat.write(nb, out)
+    job = sweep.NotebookJob(repo / "notebooks" / "x.py", out)
+    with pytest.raises(sweep.SweepError, match=r"cell 1: ZeroDivisionError"):
+        sweep._check_outputs(job, repo)
+
+
+def test_bad_profile_and_executor_stop_with_clear_messages(repo, capsys):
+    assert cli.main(["sweep", "--profile", "nonesuch", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "nonesuch" in err and "smoke" in err and "default" in err
+    with pytest.raises(ConfigError, match=r"executor = 'slurmish'.*local"):
+        sweep.run("smoke", executor="slurmish", progress=False)
+
+
+def test_missing_notebook_source_is_named(repo):
+    (repo / "notebooks" / "weights.py").unlink()
+    with pytest.raises(sweep.SweepError, match=r"weights\.py"):
+        sweep.run("smoke", progress=False)
+
+
+def test_book_build_failure_is_reported(repo):
+    (repo / "_toc.yml").write_text(
+        (repo / "_toc.yml").read_text() + "      - file: book/nonexistent\n"
+    )
+    (repo / "book" / "generated").mkdir(parents=True)
+    with pytest.raises(sweep.SweepError, match="book build failed"):
+        sweep.build_book(repo)
+
+
+def test_clean_removes_the_build_and_keeps_results(repo):
+    for path in ("_build/html", "book/generated", "results/ensemble"):
+        (repo / path).mkdir(parents=True)
+    assert cli.main(["clean"]) == 0
+    assert not (repo / "_build").exists()
+    assert not (repo / "book" / "generated").exists()
+    assert (repo / "results" / "ensemble").exists()
+    assert cli.main(["clean", "--results"]) == 0
+    assert not (repo / "results").exists()
