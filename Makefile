@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= default
-DEVICE ?= auto
+DEVICE ?=
+DEVICE_FLAG := $(if $(DEVICE),--device $(DEVICE),)
 STAMP := $(VENV)/.degen-installed
 # The CPU build of this torch release is what the tests and the default
 # profile are sized for; an unpinned torch would pull a multi-GB CUDA build.
@@ -29,13 +30,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 book: $(STAMP)
-	$(BIN)/python -m degen book --profile $(PROFILE) --device $(DEVICE)
+	$(BIN)/python -m degen book --profile $(PROFILE) $(DEVICE_FLAG)
 
 sweep: $(STAMP)
-	$(BIN)/python -m degen sweep --profile $(PROFILE) --device $(DEVICE)
+	$(BIN)/python -m degen sweep --profile $(PROFILE) $(DEVICE_FLAG)
 
 bench: $(STAMP)
-	$(BIN)/python -m degen bench --device $(DEVICE)
+	$(BIN)/python -m degen bench $(DEVICE_FLAG)
 
 # JupyterLab in the same environment; the .py notebooks open as notebooks.
 lab: $(STAMP)

@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--executor", default="local", choices=EXECUTORS)
         p.add_argument(
-            "--device", default="auto", help="auto (CUDA when present), cpu or cuda[:i]"
+            "--device",
+            default=None,
+            help="auto (CUDA when present), cpu or cuda[:i]; default: the profile's",
         )
         p.add_argument("--quiet", action="store_true", help="no progress bars")
     bench = sub.add_parser("bench", help="run the benchmark scripts")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +51,7 @@ class TaskSweep:
 class Profile:
     name: str
     description: str = ""
-    device: str = "auto"
+    device: str = "auto"  # used when the command line names no device
     n_networks: int = 8
     seed: int = 0  # network seeds are seed, seed + 1, ...
     model: ModelConfig = ModelConfig()
@@ -167,6 +168,10 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
         tasks[name] = sweep
     raw["tasks"] = tasks
     profile = from_dict(Profile, raw, where=where)
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", profile.device):
+        raise ConfigError(
+            f"{where}: device = {profile.device!r}; valid: 'auto', 'cpu', 'cuda[:i]'"
+        )
     check_range(where, "n_networks", profile.n_networks, 2)
     check_range(where, "seed", profile.seed, 0)
     return profile

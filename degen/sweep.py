@@ -138,17 +138,18 @@ def _check_outputs(job: NotebookJob, root: Path) -> None:
 def run(
     profile_name: str = "default",
     executor: str = "local",
-    device: str = "auto",
+    device: str | None = None,
     progress: bool = True,
     notebooks: bool = True,
 ) -> list[Path]:
     """Train everything ``profile_name`` needs, then execute its notebooks.
-    Returns the executed notebooks."""
+    ``device`` defaults to the profile's. Returns the executed notebooks."""
     if executor not in EXECUTORS:
         raise ConfigError(
             f"executor = {executor!r}; valid executors: {list(EXECUTORS)}"
         )
     profile = load_profile(profile_name)
+    device = device or profile.device
     root = root_or_error()
     store = experiment.default_store()
     # The notebooks' kernels find the same store and the same device.

@@ -73,7 +73,7 @@ def test_smoke_profile_loads():
 def test_default_profile_loads():
     p = load_profile("default")
     assert p.name == "default"
-    assert p.n_networks == 8
+    assert p.n_networks == 12
     assert p.model.n_hidden == 64
     assert p.train.clip_grad_norm == 1.0
     assert p.dynamics.score == "angular"
@@ -81,8 +81,25 @@ def test_default_profile_loads():
     assert p.values("flipflop") == (1, 2, 3, 4)
 
 
-def test_both_shipped_profiles_are_available():
-    assert {"smoke", "default"} <= set(available_profiles())
+def test_shipped_profiles_are_available():
+    assert {"smoke", "default", "paper"} <= set(available_profiles())
+
+
+def test_paper_profile_is_at_the_papers_scale():
+    p = load_profile("paper")
+    assert (p.n_networks, p.model.n_hidden) == (50, 128)
+    assert p.device == "auto"
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1"])
+def test_profile_device_accepts_the_valid_names(device):
+    assert profile_from_dict(_raw(device=device)).device == device
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", ""])
+def test_profile_device_rejects_other_names(device):
+    with pytest.raises(ConfigError, match=rf"device = {device!r}; valid: 'auto'"):
+        profile_from_dict(_raw(device=device))
 
 
 def test_minimal_profile_fills_defaults_and_converts_types():

@@ -137,3 +137,15 @@ def test_clean_removes_the_build_and_keeps_results(repo):
     assert (repo / "results" / "ensemble").exists()
     assert cli.main(["clean", "--results"]) == 0
     assert not (repo / "results").exists()
+
+
+def test_the_profile_device_is_used_unless_the_command_line_names_one(
+    repo, monkeypatch
+):
+    seen = []
+    monkeypatch.setattr(sweep, "train_all", lambda p, s, device, g: seen.append(device))
+    text = (repo / "sweeps" / "smoke.yaml").read_text()
+    (repo / "sweeps" / "smoke.yaml").write_text("device: cpu\n" + text)
+    sweep.run("smoke", progress=False, notebooks=False)
+    sweep.run("smoke", device="cuda:0", progress=False, notebooks=False)
+    assert seen == ["cpu", "cuda:0"]
