@@ -112,6 +112,11 @@ def available_profiles() -> list[str]:
 
 def load_profile(name_or_path: str | os.PathLike) -> Profile:
     """A profile by name (``sweeps/<name>.yaml``) or by path to a YAML file."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise ConfigError(
+            f"profile = {name_or_path!r} has type {type(name_or_path).__name__}; "
+            f"give a profile name ({available_profiles()}) or a path to a YAML file"
+        )
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = profiles_dir() / f"{name_or_path}.yaml"

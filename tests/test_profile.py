@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 
 import pytest
 
@@ -405,3 +406,11 @@ def test_dsa_config_for_rejects_an_unknown_override_key():
         experiment.dsa_config_for(p, "flipflop")
     assert "tasks.flipflop.dynamics: unknown key(s) ['bogus']" in str(info.value)
     assert "'rank'" in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [3, None, ["default"]])
+def test_a_profile_parameter_of_the_wrong_type_is_named(bad):
+    with pytest.raises(
+        ConfigError, match=rf"profile = {re.escape(repr(bad))} has type .*smoke"
+    ):
+        load_profile(bad)
