@@ -209,7 +209,11 @@ def train_ensemble(
             if config.clip_grad_norm > 0:
                 clip_per_network(grads, config.clip_grad_norm)
             loss_np = losses.detach().cpu().double().numpy()
-            bad = ~np.isfinite(loss_np)
+            # A finite loss can still give an overflowing gradient.
+            finite_grad = torch.stack(
+                [g.flatten(1).isfinite().all(1) for g in grads.values()]
+            ).all(0)
+            bad = ~np.isfinite(loss_np) | ~finite_grad.cpu().numpy()
             if bad.any():
                 # Freeze diverged networks before their update touches them.
                 for k in index_np[bad]:

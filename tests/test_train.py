@@ -196,3 +196,20 @@ def test_bad_threshold_is_refused():
     model = Ensemble(ModelConfig(4), 2, 2, seeds=[0])
     with pytest.raises(ConfigError, match=r"threshold = -1"):
         train_ensemble(model, make_task("flipflop", TASK), SHORT, threshold=-1)
+
+
+def test_a_network_with_an_infinite_gradient_is_flagged(monkeypatch):
+    import degen.train as train_module
+
+    real = train_module.clip_per_network
+
+    def poison(grads, max_norm):
+        real(grads, max_norm)
+        if grads["w_h"].shape[0] == 2:  # network 1, while both train
+            grads["w_h"][1, 0, 0] = float("inf")
+
+    monkeypatch.setattr(train_module, "clip_per_network", poison)
+    model = Ensemble(ModelConfig(8), 2, 2, seeds=[0, 1], dtype=torch.float64)
+    result = train_ensemble(model, make_task("flipflop", TASK), SHORT)
+    assert result.diverged.tolist() == [False, True]
+    assert torch.isfinite(result.final["w_h"]).all()
