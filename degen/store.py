@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -28,6 +29,7 @@ import platform
 import re
 import secrets
 import shutil
+import subprocess
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -590,7 +592,36 @@ def _versions() -> dict[str, str]:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
+        "git_commit": _git_commit(),
     }
+
+
+@functools.cache
+def _git_commit() -> str:
+    """The commit of the degen checkout that wrote an entry ("unknown" outside
+    a git checkout); a "+dirty" suffix marks uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    suffix = "+dirty" if dirty.stdout.strip() else ""
+    return head.stdout.strip() + suffix
 
 
 def _fsync_file(path: Path) -> None:

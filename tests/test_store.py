@@ -108,7 +108,15 @@ def test_round_trip_is_exact(tmp_path):
     assert math.isnan(entry.meta["final_loss"])  # meta may hold NaN
     assert entry.meta["schema"] == SCHEMA_VERSION
     assert entry.meta["kind"] == KIND and entry.meta["key"] == key
-    assert set(entry.meta["versions"]) == {"degen", "torch", "numpy", "python"}
+    assert set(entry.meta["versions"]) == {
+        "degen",
+        "torch",
+        "numpy",
+        "python",
+        "git_commit",
+    }
+    commit = entry.meta["versions"]["git_commit"]
+    assert commit == "unknown" or len(commit.removesuffix("+dirty")) == 40
     assert entry.meta["versions"]["torch"] == torch.__version__
     assert set(entry.meta["files"]) == {"tensors.safetensors", "arrays.npz"}
     assert "created" in entry.meta
