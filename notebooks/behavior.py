@@ -20,7 +20,7 @@
 # deviation of those losses across networks. The mean OOD loss is shown too.
 # Intervals are 95% bootstrap intervals over networks.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "default"
 task = "flipflop"
 factor = "complexity"
@@ -41,7 +41,7 @@ xlabel = analysis.knob_label(task, factor)
 # %% [markdown]
 # ## OOD loss of every network
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax_pts, ax_sd) = plt.subplots(1, 2, figsize=(9, 3.2))
 for x, r in zip(result.x, result.per_condition):
     losses = r["ood_loss"][r["usable"]]
@@ -60,7 +60,7 @@ plots.level_vs_factor(ax_sd, result, xlabel)
 plots.save(fig, f"book/generated/figures/behavior_{task}_{factor}.png")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 rows = [
     f"| {xlabel} | networks used | mean OOD loss | s.d. (degeneracy) | 95% interval |",
     "|---|---|---|---|---|",

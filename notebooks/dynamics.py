@@ -23,7 +23,7 @@
 # trial samples of one network must be far closer than two networks) and a
 # sensitivity check over the embedding's delays and rank.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "default"
 task = "flipflop"
 factor = "complexity"
@@ -52,7 +52,7 @@ Markdown(
 # %% [markdown]
 # ## Degeneracy against the factor, and the same-network null
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax_l, ax_n) = plt.subplots(1, 2, figsize=(9, 3.2))
 plots.level_vs_factor(ax_l, result, xlabel)
 for x, r in zip(result.x, result.per_condition):
@@ -81,7 +81,7 @@ ax_n.legend()
 plots.save(fig, f"book/generated/figures/dynamics_{task}_{factor}.png")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 rows = [
     f"| {xlabel} | networks used | mean DSA | 95% interval "
     "| same-network null (mean) |",
@@ -110,7 +110,7 @@ Markdown("\n".join(rows))
 # Classical MDS of each condition's DSA matrix: one point per network. The
 # paper reports that clusters tighten as the task grows more complex.
 
-# %%
+# %% tags=["hide-input"]
 n = len(result.per_condition)
 fig, axes = plt.subplots(1, n, figsize=(2.8 * n, 2.8), squeeze=False)
 for ax, x, r in zip(axes[0], result.x, result.per_condition):
@@ -128,7 +128,7 @@ plt.show()
 # here it is recomputed with fewer and more delays and a lower and a higher
 # rank.
 
-# %%
+# %% tags=["hide-input"]
 variants = {
     "as chosen": dsa_config,
     "half the delays": dataclasses.replace(

@@ -21,7 +21,7 @@
 # This page shows the task, the trained networks' outputs and their training
 # curves for every N the profile sweeps.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "default"
 
 # %%
@@ -45,7 +45,7 @@ trained = [experiment.get_trained(c) for c in conds]
 # target is one of the $2^N$ memory states from the start (a choice recorded
 # on the choices page).
 
-# %%
+# %% tags=["hide-input"]
 cond = conds[-1]
 task = cond.make_task()
 batch = task.sample(1, torch.Generator().manual_seed(0))
@@ -60,7 +60,7 @@ plt.show()
 # The out-of-distribution test doubles the trial. Here is one converged
 # network of each N on the same kind of trial, its output over the target.
 
-# %%
+# %% tags=["hide-input"]
 for cond, tr in zip(conds, trained):
     ood = cond.make_task().ood()
     batch = ood.sample(1, torch.Generator().manual_seed(1))
@@ -86,7 +86,7 @@ for cond, tr in zip(conds, trained):
 # that never reach the threshold are left out of every measure; the table
 # counts them.
 
-# %%
+# %% tags=["hide-input"]
 rows = [
     "| N | converged | diverged | epochs (median) | wall time (s) |",
     "|---|---|---|---|---|",
@@ -100,7 +100,7 @@ for cond, tr in zip(conds, trained):
     )
 Markdown("\n".join(rows))
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(
     1, len(conds), figsize=(3 * len(conds), 2.8), sharey=True, squeeze=False
 )

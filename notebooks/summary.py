@@ -19,7 +19,7 @@
 # reports. "unclear" means the interval contains zero. Every entry is
 # computed from the stored results of this run; nothing is typed in.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "default"
 
 # %%
@@ -40,7 +40,7 @@ results = {
 # %% [markdown]
 # ## Task complexity
 
-# %%
+# %% tags=["hide-input"]
 arrows = {"up": "↑", "down": "↓", "unclear": "–"}
 rows = [
     "| task | level | measured | slope (95% interval) | paper | agrees |",

@@ -21,7 +21,7 @@
 # permutations, each scored exactly, the best kept). Weight degeneracy is the
 # mean over all pairs of converged networks.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "default"
 task = "flipflop"
 factor = "complexity"
@@ -41,7 +41,7 @@ xlabel = analysis.knob_label(task, factor)
 # %% [markdown]
 # ## Pairwise distances
 
-# %%
+# %% tags=["hide-input"]
 n = len(result.per_condition)
 fig, axes = plt.subplots(1, n + 1, figsize=(2.6 * (n + 1), 2.8), squeeze=False)
 for ax, x, r in zip(axes[0], result.x, result.per_condition):
@@ -55,7 +55,7 @@ fig.tight_layout()
 plots.save(fig, f"book/generated/figures/weights_{task}_{factor}.png")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 rows = [
     f"| {xlabel} | networks used | mean distance | 95% interval |",
     "|---|---|---|---|",

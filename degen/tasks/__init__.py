@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from degen.config import ConfigError, from_dict
 from degen.tasks.base import Batch, masked_mse
+from degen.tasks.delayed import Delayed, DelayedConfig
 from degen.tasks.flipflop import FlipFlop, FlipFlopConfig
+from degen.tasks.path import Path, PathConfig
+from degen.tasks.sine import Sine, SineConfig
 
-TASKS = {"flipflop": (FlipFlopConfig, FlipFlop)}
+TASKS = {
+    "flipflop": (FlipFlopConfig, FlipFlop),
+    "delayed": (DelayedConfig, Delayed),
+    "sine": (SineConfig, Sine),
+    "path": (PathConfig, Path),
+}
 
 
 def task_config(name: str, values: dict | None = None):
@@ -26,8 +34,14 @@ def make_task(name: str, values: dict | None = None):
 __all__ = [
     "TASKS",
     "Batch",
+    "Delayed",
+    "DelayedConfig",
     "FlipFlop",
     "FlipFlopConfig",
+    "Path",
+    "PathConfig",
+    "Sine",
+    "SineConfig",
     "make_task",
     "masked_mse",
     "task_config",
