@@ -13,7 +13,6 @@ import numpy as np
 from degen import experiment, stats
 from degen.profile import Profile
 from degen.store import Store
-from degen.tasks import TASKS
 
 LEVELS = ("behavior", "dynamics", "weights")
 
@@ -95,12 +94,16 @@ def measure(
         replicates=reps,
         per_condition=raw,
         trend=trend,
-        expected=stats.EXPECTED[factor][level],
+        expected=stats.EXPECTED[profile.factor(task, factor).row][level],
     )
 
 
-def knob_label(task: str, factor: str) -> str:
+def knob_label(profile: Profile, task: str, factor: str) -> str:
     """Axis label for a factor of a task."""
-    if factor == "complexity":
-        return {"n_bits": "N (bits)"}.get(TASKS[task][1].complexity, "complexity")
-    return factor
+    spec = profile.factor(task, factor)
+    if spec.label:
+        return spec.label
+    return KNOB_LABELS.get((task, spec.name), spec.name)
+
+
+KNOB_LABELS = {("flipflop", "n_bits"): "N (bits)"}

@@ -79,6 +79,8 @@ def _type_ok(value: Any, annotation: Any) -> bool:
         )
     if origin is dict:
         return isinstance(value, dict)
+    if annotation is tuple:
+        return isinstance(value, (tuple, list))
     if annotation is float:
         # ints are accepted where floats are expected (YAML writes 1e-3 as a float
         # but 1 as an int); bools are not numbers here.
@@ -117,7 +119,8 @@ def from_dict(cls: type[T], values: dict | None, where: str | None = None) -> T:
                 f"{where}.{name} = {value!r} has type {type(value).__name__}; "
                 f"expected {_type_name(annotation)}"
             )
-        if typing.get_origin(annotation) is tuple and isinstance(value, list):
+        is_tuple = annotation is tuple or typing.get_origin(annotation) is tuple
+        if is_tuple and isinstance(value, list):
             values[name] = tuple(value)
         elif annotation is float and isinstance(value, int):
             values[name] = float(value)

@@ -24,7 +24,7 @@ from degen.metrics import behavior as behavior_metrics
 from degen.metrics import dynamics as dsa
 from degen.metrics import weights as wdist
 from degen.model import Ensemble, ModelConfig, resolve_device
-from degen.profile import EvalConfig, Profile, repo_root
+from degen.profile import EvalConfig, Profile, apply_factor, repo_root
 from degen.store import Store
 from degen.tasks import TASKS, Batch, make_task, task_config
 from degen.train import TrainConfig, train_ensemble
@@ -76,16 +76,17 @@ def default_store() -> Store:
 
 def condition(profile: Profile, task: str, value, factor: str = "complexity"):
     """The condition of ``profile`` with ``factor`` of ``task`` set to ``value``."""
-    profile.values(task, factor)  # validates task and factor
-    knob = TASKS[task][1].complexity
-    values = {**profile.tasks[task].config, knob: value}
-    return Condition(
-        task=task,
-        task_config=task_config(task, values),
-        model=profile.model,
-        train=profile.train,
-        seeds=profile.seeds,
+    spec = profile.factor(task, factor)  # validates task and factor
+    config, model, train = apply_factor(
+        task,
+        profile.tasks[task].config,
+        profile.model,
+        profile.train,
+        spec,
+        value,
+        where=f"tasks.{task}.{factor}",
     )
+    return Condition(task, config, model, train, profile.seeds)
 
 
 def conditions(profile: Profile, task: str, factor: str = "complexity"):

@@ -16,14 +16,17 @@ from pathlib import Path
 
 import yaml
 
-from degen.config import ConfigError, check_range, from_dict
+from degen.config import ConfigError, check_choice, check_range, from_dict
 from degen.metrics.dynamics import DSAConfig
 from degen.metrics.weights import WeightDistanceConfig
 from degen.model import ModelConfig
 from degen.tasks import TASKS, task_config
 from degen.train import TrainConfig
 
-FACTORS = ("complexity",)
+# The rows of the paper's results table a swept factor can test.
+ROWS = ("complexity", "feature_learning", "width", "regularization")
+# Which config a swept field belongs to.
+SWEPT_SECTIONS = ("task", "model", "train")
 
 
 @dataclass(frozen=True)
@@ -39,11 +42,45 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class Factor:
+    """One swept factor: a config field and the values it takes."""
+
+    field: str  # "<task|model|train>.<field>", e.g. "task.delay_max"
+    values: tuple = ()
+    row: str = "complexity"  # the row of the paper's table it tests
+    label: str = ""  # axis label; the field name when empty
+
+    def __post_init__(self):
+        section, _, name = self.field.partition(".")
+        if section not in SWEPT_SECTIONS or not name:
+            raise ConfigError(
+                f"Factor.field = {self.field!r}; give '<section>.<field>' with "
+                f"section one of {list(SWEPT_SECTIONS)}"
+            )
+        check_choice("Factor", "row", self.row, ROWS)
+        if not self.values:
+            raise ConfigError("Factor.values is empty; give the values to sweep")
+
+    @property
+    def section(self) -> str:
+        return self.field.partition(".")[0]
+
+    @property
+    def name(self) -> str:
+        return self.field.partition(".")[2]
+
+    @property
+    def axis_label(self) -> str:
+        return self.label or self.name
+
+
+@dataclass(frozen=True)
 class TaskSweep:
     """One task in a profile: its fixed config values and the swept factors."""
 
     config: dict = field(default_factory=dict)  # task config values
-    complexity: tuple[int, ...] = ()  # values of the task's complexity knob
+    complexity: tuple = ()  # values of the task's complexity knob
+    factors: dict = field(default_factory=dict)  # other factors: name -> Factor
     dynamics: dict = field(default_factory=dict)  # DSA settings for this task
 
 
@@ -65,16 +102,33 @@ class Profile:
     def seeds(self) -> tuple[int, ...]:
         return tuple(range(self.seed, self.seed + self.n_networks))
 
-    def values(self, task: str, factor: str = "complexity") -> tuple:
-        """The swept values of ``factor`` for ``task``."""
+    def factors(self, task: str) -> dict[str, Factor]:
+        """Every factor swept for ``task``, the complexity knob first."""
         if task not in self.tasks:
             raise ConfigError(
                 f"task {task!r} is not in profile {self.name!r}; "
                 f"its tasks: {sorted(self.tasks)}"
             )
-        if factor not in FACTORS:
-            raise ConfigError(f"factor = {factor!r}; valid factors: {list(FACTORS)}")
-        return getattr(self.tasks[task], factor)
+        sweep = self.tasks[task]
+        factors = {}
+        if sweep.complexity:
+            knob = TASKS[task][1].complexity
+            factors["complexity"] = Factor(f"task.{knob}", sweep.complexity)
+        factors.update(sweep.factors)
+        return factors
+
+    def factor(self, task: str, factor: str = "complexity") -> Factor:
+        factors = self.factors(task)
+        if factor not in factors:
+            raise ConfigError(
+                f"factor = {factor!r} is not swept for {task!r} in profile "
+                f"{self.name!r}; its factors: {list(factors)}"
+            )
+        return factors[factor]
+
+    def values(self, task: str, factor: str = "complexity") -> tuple:
+        """The swept values of ``factor`` for ``task``."""
+        return self.factor(task, factor).values
 
 
 _SECTIONS = {
@@ -133,6 +187,43 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
     return profile_from_dict(raw, where=f"profile {path.name}")
 
 
+def apply_factor(
+    task: str,
+    task_values: dict,
+    model: ModelConfig,
+    train: TrainConfig,
+    factor: Factor,
+    value,
+    where: str = "profile",
+):
+    """The (task config, model, train) with ``factor`` set to ``value``."""
+    task_values = dict(task_values)
+    if factor.section == "task":
+        task_values[factor.name] = value
+    elif factor.section == "model":
+        model = from_dict(
+            ModelConfig, {**dataclasses.asdict(model), factor.name: value}, where=where
+        )
+    else:
+        train = from_dict(
+            TrainConfig, {**dataclasses.asdict(train), factor.name: value}, where=where
+        )
+    return task_config(task, task_values), model, train
+
+
+def _check_factor_value(raw, task, sweep, factor, value, where) -> None:
+    cls = {"task": TASKS[task][0], "model": ModelConfig, "train": TrainConfig}
+    names = [f.name for f in dataclasses.fields(cls[factor.section])]
+    if factor.name not in names:
+        raise ConfigError(
+            f"{where}: field = {factor.field!r} is not a field of "
+            f"{cls[factor.section].__name__}; valid: {names}"
+        )
+    apply_factor(
+        task, sweep.config, raw["model"], raw["train"], factor, value, where=where
+    )
+
+
 def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
     """Build and validate a :class:`Profile` from a plain mapping."""
     raw = dict(raw)
@@ -156,18 +247,38 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
         sweep = from_dict(TaskSweep, sweep_raw, where=f"{where}: tasks.{name}")
         task_config(name, sweep.config)  # unknown task or bad value stops here
         knob = TASKS[name][1].complexity
-        if knob in sweep.config:
+        if not isinstance(sweep.factors, dict):
             raise ConfigError(
-                f"{where}: tasks.{name}.config sets {knob!r}, which the "
-                "complexity sweep sets; remove it"
+                f"{where}: tasks.{name}.factors = {sweep.factors!r}; give a "
+                "mapping of factor names to {field, values, row, label}"
             )
-        for value in sweep.complexity:
-            task_config(name, {**sweep.config, knob: value})
-        if not sweep.complexity:
+        factors = {
+            fname: from_dict(
+                Factor, fraw, where=f"{where}: tasks.{name}.factors.{fname}"
+            )
+            for fname, fraw in sweep.factors.items()
+        }
+        if "complexity" in factors:
             raise ConfigError(
-                f"{where}: tasks.{name}.complexity is empty; give the values of "
-                f"{knob!r} to sweep"
+                f"{where}: tasks.{name}.factors names 'complexity'; set "
+                f"tasks.{name}.complexity to the values of {knob!r} instead"
             )
+        if not sweep.complexity and not factors:
+            raise ConfigError(
+                f"{where}: tasks.{name} sweeps nothing; give complexity (the "
+                f"values of {knob!r}) or factors"
+            )
+        sweep = dataclasses.replace(sweep, factors=factors)
+        if sweep.complexity:
+            factors = {
+                "complexity": Factor(f"task.{knob}", sweep.complexity),
+                **factors,
+            }
+        for fname, fac in factors.items():
+            for value in fac.values:
+                _check_factor_value(
+                    raw, name, sweep, fac, value, f"{where}: tasks.{name}.{fname}"
+                )
         dsa_values = {**dataclasses.asdict(raw["dynamics"]), **sweep.dynamics}
         from_dict(DSAConfig, dsa_values, where=f"{where}: tasks.{name}.dynamics")
         tasks[name] = sweep

@@ -9,6 +9,7 @@ failing cell; no book is built from a failed run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -61,14 +62,15 @@ def notebook_jobs(profile: Profile, root: Path) -> list[NotebookJob]:
             )
         )
     for task in profile.tasks:
-        for level in LEVELS:
-            jobs.append(
-                NotebookJob(
-                    src / f"{level}.py",
-                    out / f"{level}_{task}_complexity.ipynb",
-                    {"profile": profile.name, "task": task, "factor": "complexity"},
+        for factor in profile.factors(task):
+            for level in LEVELS:
+                jobs.append(
+                    NotebookJob(
+                        src / f"{level}.py",
+                        out / f"{level}_{task}_{factor}.ipynb",
+                        {"profile": profile.name, "task": task, "factor": factor},
+                    )
                 )
-            )
     jobs.append(
         NotebookJob(
             src / "summary.py", out / "summary.ipynb", {"profile": profile.name}
@@ -79,7 +81,13 @@ def notebook_jobs(profile: Profile, root: Path) -> list[NotebookJob]:
 
 def train_all(profile: Profile, store: Store, device: str, progress: bool) -> None:
     """Train (or load) every condition of the profile."""
-    conds = [c for task in profile.tasks for c in experiment.conditions(profile, task)]
+    # A condition shared by two factors (their common base value) trains once.
+    conds = {
+        json.dumps(c.to_dict(), sort_keys=True): c
+        for task in profile.tasks
+        for factor in profile.factors(task)
+        for c in experiment.conditions(profile, task, factor)
+    }.values()
     bar = tqdm(conds, desc="ensembles", disable=not progress, unit="ensemble")
     for cond in bar:
         bar.set_postfix_str(f"{cond.task} {experiment._label(cond)}")

@@ -36,7 +36,7 @@ from degen.profile import load_profile
 plots.use_style()
 prof = load_profile(profile)
 result = analysis.measure(prof, task, factor, "behavior")
-xlabel = analysis.knob_label(task, factor)
+xlabel = analysis.knob_label(prof, task, factor)
 
 # %% [markdown]
 # ## OOD loss of every network

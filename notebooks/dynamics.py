@@ -42,7 +42,7 @@ plots.use_style()
 prof = load_profile(profile)
 dsa_config = experiment.dsa_config_for(prof, task)
 result = analysis.measure(prof, task, factor, "dynamics")
-xlabel = analysis.knob_label(task, factor)
+xlabel = analysis.knob_label(prof, task, factor)
 Markdown(
     f"DSA settings: {dsa_config.n_delays} delays (interval "
     f"{dsa_config.delay_interval}), rank {dsa_config.rank}, "

@@ -30,28 +30,35 @@ from degen.profile import load_profile
 
 plots.use_style()
 prof = load_profile(profile)
-factor = "complexity"
 results = {
-    (task, level): analysis.measure(prof, task, factor, level)
+    (task, factor, level): analysis.measure(prof, task, factor, level)
     for task in prof.tasks
+    for factor in prof.factors(task)
     for level in analysis.LEVELS
 }
 
 # %% [markdown]
-# ## Task complexity
+# ## Measured directions against the paper's
+#
+# One row per task, factor and level, grouped by the row of the paper's
+# table the factor tests.
 
 # %% tags=["hide-input"]
 arrows = {"up": "↑", "down": "↓", "unclear": "–"}
 rows = [
-    "| task | level | measured | slope (95% interval) | paper | agrees |",
-    "|---|---|---|---|---|---|",
+    "| paper's factor | task | swept | level | measured | slope (95% interval) "
+    "| paper | agrees |",
+    "|---|---|---|---|---|---|---|---|",
 ]
 agree = 0
-for (task, level), r in results.items():
+ordered = sorted(results.items(), key=lambda kv: prof.factor(kv[0][0], kv[0][1]).row)
+for (task, factor, level), r in ordered:
     t = r.trend
     agree += r.agrees
+    row = prof.factor(task, factor).row.replace("_", " ")
     rows.append(
-        f"| {task} | {level} | {arrows[t['direction']]} {t['direction']} "
+        f"| {row} | {task} | {analysis.knob_label(prof, task, factor)} | {level} "
+        f"| {arrows[t['direction']]} {t['direction']} "
         f"| {t['slope']:.3g} [{t['lo']:.3g}, {t['hi']:.3g}] "
         f"| {arrows[r.expected]} {r.expected} | {'yes' if r.agrees else 'no'} |"
     )

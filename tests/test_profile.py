@@ -127,7 +127,7 @@ def test_profile_from_dict_leaves_its_input_alone():
     [
         pytest.param(
             _raw(tasks={"flipflp": {"complexity": [1]}}),
-            ["unknown task 'flipflp'", "valid tasks: ['flipflop']"],
+            ["unknown task 'flipflp'", "valid tasks: [", "'flipflop'"],
             id="unknown-task",
         ),
         pytest.param(
@@ -146,23 +146,18 @@ def test_profile_from_dict_leaves_its_input_alone():
             id="p-switch-above-1",
         ),
         pytest.param(
-            _config(n_bits=2),
-            ["tasks.flipflop.config sets 'n_bits'", "complexity sweep"],
-            id="config-sets-swept-knob",
-        ),
-        pytest.param(
             _config(n_stepz=10),
             ["tasks.flipflop: unknown key(s) ['n_stepz']", "'n_steps'"],
             id="unknown-task-config-key",
         ),
         pytest.param(
             _flipflop(complexity=[]),
-            ["tasks.flipflop.complexity is empty", "'n_bits'"],
+            ["tasks.flipflop sweeps nothing", "'n_bits'"],
             id="empty-complexity",
         ),
         pytest.param(
             _flipflop(complexity=[1, "2"]),
-            ["tasks.flipflop.complexity = [1, '2']", "expected tuple"],
+            ["tasks.flipflop.n_bits = '2'", "expected int"],
             id="complexity-wrong-type",
         ),
         pytest.param(
@@ -187,7 +182,7 @@ def test_profile_from_dict_leaves_its_input_alone():
         ),
         pytest.param(
             _raw(tasks={}),
-            ["tasks = {}", "['flipflop']"],
+            ["tasks = {}", "'flipflop'"],
             id="no-tasks",
         ),
         pytest.param(
@@ -414,3 +409,85 @@ def test_a_profile_parameter_of_the_wrong_type_is_named(bad):
         ConfigError, match=rf"profile = {re.escape(repr(bad))} has type .*smoke"
     ):
         load_profile(bad)
+
+
+# -- factors other than the complexity knob -----------------------------------
+
+FACTORS = {
+    "trial_length": {"field": "task.n_steps", "values": [10, 20]},
+    "width": {
+        "field": "model.n_hidden",
+        "values": [8, 16],
+        "row": "width",
+        "label": "units",
+    },
+    "lr": {"field": "train.lr", "values": [0.01, 0.02], "row": "regularization"},
+}
+
+
+def test_factors_set_the_field_they_name():
+    profile = profile_from_dict(_flipflop(factors=FACTORS))
+    assert list(profile.factors("flipflop")) == [
+        "complexity",
+        "trial_length",
+        "width",
+        "lr",
+    ]
+    long = experiment.condition(profile, "flipflop", 20, "trial_length")
+    assert long.task_config.n_steps == 20
+    wide = experiment.condition(profile, "flipflop", 16, "width")
+    assert wide.model.n_hidden == 16 and wide.task_config.n_steps == 10
+    fast = experiment.condition(profile, "flipflop", 0.02, "lr")
+    assert fast.train.lr == 0.02 and fast.model == profile.model
+    assert profile.factor("flipflop", "width").axis_label == "units"
+    assert profile.factor("flipflop", "trial_length").axis_label == "n_steps"
+
+
+def test_the_complexity_sweep_overrides_a_knob_set_in_the_config():
+    profile = profile_from_dict(_config(n_bits=3))
+    cond = experiment.condition(profile, "flipflop", 1)
+    assert cond.task_config.n_bits == 1
+    only_width = profile_from_dict(
+        _flipflop(complexity=[], config={"n_bits": 3}, factors=FACTORS)
+    )
+    assert "complexity" not in only_width.factors("flipflop")
+    assert (
+        experiment.condition(only_width, "flipflop", 8, "width").task_config.n_bits == 3
+    )
+
+
+@pytest.mark.parametrize(
+    "factor, words",
+    [
+        ({"field": "n_steps", "values": [1, 2]}, ["field = 'n_steps'", "'task'"]),
+        ({"field": "optim.lr", "values": [1, 2]}, ["field = 'optim.lr'", "'train'"]),
+        (
+            {"field": "task.n_stepz", "values": [1, 2]},
+            ["'task.n_stepz' is not a field of FlipFlopConfig", "n_steps"],
+        ),
+        ({"field": "task.n_steps", "values": []}, ["values is empty"]),
+        ({"field": "task.n_steps", "values": [10, 1]}, ["n_steps = 1", "[2"]),
+        ({"field": "model.n_hidden", "values": [8, -4]}, ["n_hidden = -4"]),
+        (
+            {"field": "task.n_steps", "values": [10, 20], "row": "style"},
+            ["row = 'style'", "feature_learning"],
+        ),
+        ({"field": "task.n_steps", "valuez": [10]}, ["unknown key(s) ['valuez']"]),
+    ],
+)
+def test_bad_factors_name_the_value_and_what_is_valid(factor, words):
+    message = _error(_flipflop(factors={"f": factor}))
+    assert "tasks.flipflop" in message
+    for word in words:
+        assert word in message
+
+
+def test_a_factor_may_not_be_called_complexity():
+    message = _error(_flipflop(factors={"complexity": FACTORS["width"]}))
+    assert "tasks.flipflop.complexity" in message
+
+
+def test_an_unknown_factor_lists_the_swept_ones():
+    profile = profile_from_dict(_flipflop(factors=FACTORS))
+    with pytest.raises(ConfigError, match=r"'depth' is not swept.*'width'"):
+        profile.factor("flipflop", "depth")
