@@ -1,0 +1,159 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from degen.config import ConfigError
+from degen.model import Ensemble, ModelConfig
+from degen.tasks import SineConfig, make_task, masked_mse, task_config
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def differs(a, b):
+    mine, theirs = (a.inputs, a.targets, a.mask), (b.inputs, b.targets, b.mask)
+    pairs = zip(mine, theirs, strict=True)
+    return any(x.shape != y.shape or not torch.equal(x, y) for x, y in pairs)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"n_channels": 3, "n_freqs": 30},  # shared: 1, 2, ..., 30 Hz
+        {"n_channels": 2, "n_freqs": 15, "freq_sets": "interleaved"},
+    ],
+)
+def test_sine_spectrum_peaks_at_the_selected_frequency(values):
+    # 1000 steps of 5 ms = 5 s: FFT bins every 0.2 Hz, so every integer
+    # frequency falls exactly on a bin.
+    task = make_task("sine", {**values, "n_steps": 1000, "transient_steps": 0})
+    batch = task.sample(8, gen())
+    freq = batch.inputs[:, 0].double().numpy() * task.config.freq_max  # [batch, N]
+    spectrum = np.abs(np.fft.rfft(batch.targets.double().numpy(), axis=1))
+    bins = np.fft.rfftfreq(1000, d=task.config.dt)
+    peak = bins[spectrum.argmax(axis=1)]  # [batch, N]
+    np.testing.assert_allclose(peak, freq, atol=1e-6)
+    # The input is static over the trial.
+    assert torch.equal(batch.inputs, batch.inputs[:, :1].expand_as(batch.inputs))
+
+
+def test_sine_target_is_the_sine_of_the_selected_frequency():
+    task = make_task("sine", {"n_channels": 2, "n_freqs": 5})
+    batch = task.sample(6, gen(4))
+    freq = batch.inputs[:, 0].double() * 30.0  # [batch, N]
+    t = torch.arange(200, dtype=torch.float64) * 0.005
+    expected = torch.sin(2 * torch.pi * freq[:, None, :] * t[None, :, None])
+    torch.testing.assert_close(batch.targets.double(), expected, atol=1e-5, rtol=0)
+    allowed = torch.linspace(1, 30, 5, dtype=torch.float64)
+    assert torch.isclose(freq[..., None], allowed, atol=1e-4).any(-1).all()
+
+
+def test_sine_frequency_sets_shared_and_interleaved():
+    shared = make_task("sine", {"n_channels": 3, "n_freqs": 4}).frequencies()
+    assert torch.equal(shared[0], shared[2])
+    torch.testing.assert_close(shared[0], torch.linspace(1, 30, 4).double())
+    task = make_task(
+        "sine", {"n_channels": 3, "n_freqs": 4, "freq_sets": "interleaved"}
+    )
+    table = task.frequencies()
+    grid = torch.linspace(1, 30, 12, dtype=torch.float64)
+    torch.testing.assert_close(table.flatten().sort().values, grid)  # disjoint
+    torch.testing.assert_close(table[1], grid[1::3])
+    # Every channel draws from its own set.
+    batch = task.sample(64, gen())
+    freq = batch.inputs[:, 0].double() * 30.0
+    for ch in range(3):
+        assert torch.isclose(freq[:, ch, None], table[ch], atol=1e-4).any(-1).all()
+
+
+def test_sine_mask_skips_the_transient():
+    batch = make_task("sine", {"transient_steps": 7}).sample(3, gen())
+    assert (batch.mask[:, :7] == 0).all() and (batch.mask[:, 7:] == 1).all()
+
+
+def test_sine_same_seed_same_trials_and_other_seed_differs():
+    task = make_task("sine", {"input_noise": 0.1})
+    a, b, c = task.sample(8, gen(1)), task.sample(8, gen(1)), task.sample(8, gen(2))
+    assert not differs(a, b)
+    assert differs(a, c) and not torch.equal(a.targets, c.targets)
+
+
+def test_sine_ood_is_twice_as_long_and_keeps_every_setting():
+    task = make_task("sine", {"n_channels": 2, "n_freqs": 6, "n_steps": 80})
+    ood = task.ood()
+    assert ood.config.n_steps == 160
+    assert dataclasses.replace(ood.config, n_steps=80) == task.config
+    a, b = task.sample(5, gen(3)), ood.sample(5, gen(3))
+    assert b.targets.shape == (5, 160, 2)
+    # Same draws: the long trial continues the short one.
+    assert torch.equal(b.targets[:, :80], a.targets)
+    assert torch.equal(b.inputs[:, :80], a.inputs)
+
+
+CHANGES = {
+    "n_channels": 3,
+    "n_freqs": 7,
+    "freq_min": 2.0,
+    "freq_max": 20.0,
+    "freq_sets": "interleaved",
+    "dt": 0.002,
+    "n_steps": 100,
+    "transient_steps": 0,
+    "input_noise": 0.1,
+}
+
+
+def test_every_trial_field_is_in_the_change_test():
+    fields = {f.name for f in dataclasses.fields(SineConfig)}
+    assert set(CHANGES) == fields - {"threshold"}
+    assert make_task("sine", {"threshold": 0.2}).threshold == 0.2
+
+
+@pytest.mark.parametrize("field, value", sorted(CHANGES.items()))
+def test_every_sine_field_changes_the_trials(field, value):
+    base = make_task("sine").sample(8, gen())
+    other = make_task("sine", {field: value}).sample(8, gen())
+    assert differs(base, other)
+
+
+@pytest.mark.parametrize(
+    "values, words",
+    [
+        ({"n_channels": 0}, ["n_channels", "0", "[1, 64]"]),
+        ({"n_freqs": 0}, ["n_freqs", "0", "[1"]),
+        ({"freq_min": 0.0}, ["freq_min", "0.0", "(0.0"]),
+        ({"freq_min": 10.0, "freq_max": 5.0}, ["freq_max", "5.0", "(10.0, inf]"]),
+        ({"freq_sets": "random"}, ["freq_sets", "'random'", "shared"]),
+        ({"dt": 0.02}, ["dt", "0.02", "(0.0, 0.01666"]),
+        ({"dt": 0.0}, ["dt", "0.0", "(0.0"]),
+        ({"n_steps": 1}, ["n_steps", "1", "[2"]),
+        ({"transient_steps": 200}, ["transient_steps", "200", "[0, 199]"]),
+        ({"input_noise": -0.1}, ["input_noise", "-0.1", "[0.0"]),
+        ({"threshold": 0}, ["threshold", "0", "(0.0"]),
+        ({"n_chanels": 2}, ["n_chanels", "valid keys", "n_channels"]),
+        ({"n_freqs": 2.5}, ["n_freqs", "2.5", "int"]),
+    ],
+)
+def test_bad_sine_values_name_the_field_and_the_range(values, words):
+    with pytest.raises(ConfigError) as err:
+        task_config("sine", values)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_sine_defaults_match_the_paper():
+    config = SineConfig()
+    assert config.threshold == 0.05
+    assert (config.freq_min, config.freq_max) == (1.0, 30.0)
+
+
+def test_sine_runs_through_an_ensemble():
+    task = make_task("sine", {"n_steps": 40})
+    batch = task.sample(4, gen())
+    model = Ensemble(ModelConfig(8), task.n_inputs, task.n_outputs, [0, 1])
+    outputs, _ = model.run(batch.inputs)
+    loss = masked_mse(outputs, batch.targets, batch.mask)
+    assert loss.shape == (2,) and torch.isfinite(loss).all()
