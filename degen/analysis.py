@@ -106,4 +106,11 @@ def knob_label(profile: Profile, task: str, factor: str) -> str:
     return KNOB_LABELS.get((task, spec.name), spec.name)
 
 
-KNOB_LABELS = {("flipflop", "n_bits"): "N (bits)"}
+KNOB_LABELS = {
+    ("flipflop", "n_bits"): "N (bits)",
+    ("sine", "n_channels"): "N (channels)",
+    ("delayed", "n_channels"): "N (channels)",
+    ("delayed", "delay_max"): "longest delay (steps)",
+    ("delayed", "aux_output"): "auxiliary output",
+    ("path", "n_dims"): "dimensions",
+}
