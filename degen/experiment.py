@@ -225,9 +225,18 @@ def dynamics(
             }
         else:
             result = dsa.dsa(states, dsa_config)
+            # The null compares each network's operator with the one fitted to
+            # its second sample (same_network_null would refit the first).
+            ops_b, _ = dsa.fit_operators(
+                states_b,
+                dsa_config.n_delays,
+                dsa_config.delay_interval,
+                dsa_config.rank,
+            )
+            null = dsa.procrustes_vf(result.operators, ops_b, dsa_config)
             arrays = {
                 "distances": result.distances,
-                "null": dsa.same_network_null(states, states_b, dsa_config),
+                "null": null[dsa_config.score],
                 "mds": dsa.classical_mds(result.distances, 2),
                 "fit_loss": result.fit_loss,
             }

@@ -181,6 +181,11 @@ def test_dynamics_shapes(trained, profile, shared):
     assert r["mds"].shape == (3, 2)
     assert r["fit_loss"].shape == (3, 3)
     assert np.isfinite(r["distances"]).all()
+    # The null is DSA between two trial samples of each network.
+    a = experiment.hidden_states(trained, profile.eval, 0)
+    b = experiment.hidden_states(trained, profile.eval, 1)
+    want = dsa.same_network_null(a, b, profile.dynamics)
+    np.testing.assert_allclose(r["null"], want, atol=1e-9)
 
 
 def test_weights_match_the_metric_on_the_trained_weights(trained, profile, shared):
