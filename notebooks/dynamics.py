@@ -134,9 +134,6 @@ variants = {
     "half the delays": dataclasses.replace(
         dsa_config, n_delays=max(1, dsa_config.n_delays // 2)
     ),
-    "twice the delays": dataclasses.replace(
-        dsa_config, n_delays=2 * dsa_config.n_delays
-    ),
     "lower rank": dataclasses.replace(dsa_config, rank=max(2, dsa_config.rank // 2)),
     "higher rank": dataclasses.replace(dsa_config, rank=dsa_config.rank * 2),
 }
