@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 PROFILE ?= default
 DEVICE ?=
 DEVICE_FLAG := $(if $(DEVICE),--device $(DEVICE),)
+# QUIET=1 turns the progress bars off (for logs).
+QUIET ?=
+RUN_FLAGS := $(DEVICE_FLAG) $(if $(QUIET),--quiet,)
 STAMP := $(VENV)/.degen-installed
 # The CPU build of this torch release is what the tests and the default
 # profile are sized for; an unpinned torch would pull a multi-GB CUDA build.
@@ -30,10 +33,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 book: $(STAMP)
-	$(BIN)/python -m degen book --profile $(PROFILE) $(DEVICE_FLAG)
+	$(BIN)/python -m degen book --profile $(PROFILE) $(RUN_FLAGS)
 
 sweep: $(STAMP)
-	$(BIN)/python -m degen sweep --profile $(PROFILE) $(DEVICE_FLAG)
+	$(BIN)/python -m degen sweep --profile $(PROFILE) $(RUN_FLAGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m degen bench $(DEVICE_FLAG)

@@ -60,6 +60,11 @@ class Factor:
         check_choice("Factor", "row", self.row, ROWS)
         if not self.values:
             raise ConfigError("Factor.values is empty; give the values to sweep")
+        if len(set(map(repr, self.values))) != len(self.values):
+            raise ConfigError(
+                f"Factor.values = {list(self.values)!r} repeats a value; give "
+                "each value once"
+            )
 
     @property
     def section(self) -> str:
@@ -180,7 +185,10 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
             f"available profiles: {available_profiles()}"
         )
     with open(path) as f:
-        raw = yaml.safe_load(f)
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"profile {path} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"profile {path} must be a YAML mapping, got {raw!r}")
     raw.setdefault("name", path.stem)
@@ -200,6 +208,7 @@ def apply_factor(
     task_values = dict(task_values)
     if factor.section == "task":
         task_values[factor.name] = value
+        return task_config(task, task_values, where=where), model, train
     elif factor.section == "model":
         model = from_dict(
             ModelConfig, {**dataclasses.asdict(model), factor.name: value}, where=where
@@ -245,7 +254,8 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
     tasks = {}
     for name, sweep_raw in tasks_raw.items():
         sweep = from_dict(TaskSweep, sweep_raw, where=f"{where}: tasks.{name}")
-        task_config(name, sweep.config)  # unknown task or bad value stops here
+        # An unknown task or a bad value stops here.
+        task_config(name, sweep.config, where=f"{where}: tasks.{name}.config")
         knob = TASKS[name][1].complexity
         if not isinstance(sweep.factors, dict):
             raise ConfigError(
@@ -280,7 +290,17 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
                     raw, name, sweep, fac, value, f"{where}: tasks.{name}.{fname}"
                 )
         dsa_values = {**dataclasses.asdict(raw["dynamics"]), **sweep.dynamics}
-        from_dict(DSAConfig, dsa_values, where=f"{where}: tasks.{name}.dynamics")
+        dsa = from_dict(DSAConfig, dsa_values, where=f"{where}: tasks.{name}.dynamics")
+        widths = [raw["model"].n_hidden] + [
+            v for f in factors.values() if f.field == "model.n_hidden" for v in f.values
+        ]
+        if dsa.rank > dsa.n_delays * min(widths):
+            raise ConfigError(
+                f"{where}: tasks.{name}: dynamics rank = {dsa.rank} exceeds the "
+                f"delay embedding's dimension (n_delays {dsa.n_delays} x "
+                f"{min(widths)} units = {dsa.n_delays * min(widths)}); valid: "
+                f"rank <= {dsa.n_delays * min(widths)}"
+            )
         tasks[name] = sweep
     raw["tasks"] = tasks
     profile = from_dict(Profile, raw, where=where)

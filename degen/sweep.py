@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from degen import experiment
 from degen.config import ConfigError
+from degen.model import resolve_device
 from degen.profile import Profile, load_profile, repo_root
 from degen.store import Store
 
@@ -51,15 +52,17 @@ def root_or_error() -> Path:
     return root
 
 
-def notebook_jobs(profile: Profile, root: Path) -> list[NotebookJob]:
-    """The notebooks to execute for ``profile``, in order."""
+def notebook_jobs(
+    profile: Profile, root: Path, source: str | None = None
+) -> list[NotebookJob]:
+    """The notebooks to execute for ``profile``, in order; ``source`` is how
+    the notebooks name the profile (its name, or the path it was read from)."""
+    source = source or profile.name
     src, out = root / "notebooks", root / "book" / "generated"
     jobs = []
     for task in profile.tasks:
         jobs.append(
-            NotebookJob(
-                src / f"{task}.py", out / f"{task}.ipynb", {"profile": profile.name}
-            )
+            NotebookJob(src / f"{task}.py", out / f"{task}.ipynb", {"profile": source})
         )
     for task in profile.tasks:
         for factor in profile.factors(task):
@@ -68,13 +71,11 @@ def notebook_jobs(profile: Profile, root: Path) -> list[NotebookJob]:
                     NotebookJob(
                         src / f"{level}.py",
                         out / f"{level}_{task}_{factor}.ipynb",
-                        {"profile": profile.name, "task": task, "factor": factor},
+                        {"profile": source, "task": task, "factor": factor},
                     )
                 )
     jobs.append(
-        NotebookJob(
-            src / "summary.py", out / "summary.ipynb", {"profile": profile.name}
-        )
+        NotebookJob(src / "summary.py", out / "summary.ipynb", {"profile": source})
     )
     return jobs
 
@@ -158,12 +159,18 @@ def run(
         )
     profile = load_profile(profile_name)
     device = device or profile.device
+    resolve_device(device)  # a bad name stops here, before any work
     root = root_or_error()
     store = experiment.default_store()
     # The notebooks' kernels find the same store and the same device.
     os.environ["DEGEN_RESULTS"] = str(Path(store.root).resolve())
     os.environ["DEGEN_DEVICE"] = device
-    jobs = notebook_jobs(profile, root) if notebooks else []
+    # The notebooks load the profile themselves: hand them a path when the
+    # profile was given as one, so that a file outside sweeps/ works too.
+    source = str(profile_name)
+    if Path(source).suffix in (".yaml", ".yml"):
+        source = str(Path(source).resolve())
+    jobs = notebook_jobs(profile, root, source) if notebooks else []
     missing = [str(j.source) for j in jobs if not j.source.is_file()]
     if missing:
         raise SweepError(f"notebook sources missing: {missing}")

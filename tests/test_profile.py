@@ -147,7 +147,7 @@ def test_profile_from_dict_leaves_its_input_alone():
         ),
         pytest.param(
             _config(n_stepz=10),
-            ["tasks.flipflop: unknown key(s) ['n_stepz']", "'n_steps'"],
+            ["tasks.flipflop.config: unknown key(s) ['n_stepz']", "'n_steps'"],
             id="unknown-task-config-key",
         ),
         pytest.param(
@@ -157,7 +157,7 @@ def test_profile_from_dict_leaves_its_input_alone():
         ),
         pytest.param(
             _flipflop(complexity=[1, "2"]),
-            ["tasks.flipflop.n_bits = '2'", "expected int"],
+            ["tasks.flipflop.complexity.n_bits = '2'", "expected int"],
             id="complexity-wrong-type",
         ),
         pytest.param(
@@ -491,3 +491,33 @@ def test_an_unknown_factor_lists_the_swept_ones():
     profile = profile_from_dict(_flipflop(factors=FACTORS))
     with pytest.raises(ConfigError, match=r"'depth' is not swept.*'width'"):
         profile.factor("flipflop", "depth")
+
+
+def test_a_bad_complexity_value_names_the_complexity_sweep():
+    message = _error(_flipflop(complexity=[1, 0]))
+    assert "tasks.flipflop.complexity" in message and "n_bits = 0" in message
+
+
+def test_repeated_factor_values_are_refused():
+    message = _error(_flipflop(complexity=[2, 2]))
+    assert "[2, 2] repeats a value" in message
+
+
+def test_a_dsa_rank_beyond_the_embedding_is_refused():
+    message = _error(_raw(dynamics={"n_delays": 2, "rank": 500}))
+    assert "rank = 500" in message and "rank <= " in message
+    narrow = {"field": "model.n_hidden", "values": [2, 8], "row": "width"}
+    message = _error(
+        _raw(
+            dynamics={"n_delays": 2, "rank": 6},
+            tasks={"flipflop": {**BASE["tasks"]["flipflop"], "factors": {"w": narrow}}},
+        )
+    )
+    assert "rank <= 4" in message
+
+
+def test_invalid_yaml_is_a_config_error_naming_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("tasks:\n  flipflop:\n    complexity: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml is not valid YAML"):
+        load_profile(path)

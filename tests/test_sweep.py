@@ -2,6 +2,7 @@
 the repository so that the real book/ and results/ are not touched."""
 
 import shutil
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -147,5 +148,28 @@ def test_the_profile_device_is_used_unless_the_command_line_names_one(
     text = (repo / "sweeps" / "smoke.yaml").read_text()
     (repo / "sweeps" / "smoke.yaml").write_text("device: cpu\n" + text)
     sweep.run("smoke", progress=False, notebooks=False)
-    sweep.run("smoke", device="cuda:0", progress=False, notebooks=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no CUDA here: the CPU-fallback warning
+        sweep.run("smoke", device="cuda:0", progress=False, notebooks=False)
     assert seen == ["cpu", "cuda:0"]
+
+
+def test_a_bad_device_stops_before_any_work(repo, monkeypatch):
+    monkeypatch.setattr(sweep, "train_all", lambda *a: pytest.fail("trained"))
+    with pytest.raises(ConfigError, match=r"device = 'tpu'; valid"):
+        sweep.run("smoke", device="tpu", progress=False)
+
+
+def test_a_profile_outside_sweeps_reaches_the_notebooks_by_path(
+    repo, tmp_path, monkeypatch
+):
+    from degen.profile import load_profile
+
+    elsewhere = tmp_path / "mine.yaml"
+    shutil.copy(repo / "sweeps" / "smoke.yaml", elsewhere)
+    jobs = []
+    monkeypatch.setattr(sweep, "train_all", lambda *a: None)
+    monkeypatch.setattr(sweep, "execute_notebook", lambda job, root: jobs.append(job))
+    sweep.run(str(elsewhere), progress=False)
+    assert jobs and {j.parameters["profile"] for j in jobs} == {str(elsewhere)}
+    assert load_profile(jobs[0].parameters["profile"]).name == "mine"

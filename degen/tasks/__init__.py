@@ -17,12 +17,13 @@ TASKS = {
 }
 
 
-def task_config(name: str, values: dict | None = None):
-    """The frozen config of task ``name`` built from ``values``."""
+def task_config(name: str, values: dict | None = None, where: str | None = None):
+    """The frozen config of task ``name`` built from ``values``; ``where``
+    names the source of the values in error messages."""
     if name not in TASKS:
         raise ConfigError(f"unknown task {name!r}; valid tasks: {sorted(TASKS)}")
     config_cls, _ = TASKS[name]
-    return from_dict(config_cls, values, where=f"tasks.{name}")
+    return from_dict(config_cls, values, where=where or f"tasks.{name}")
 
 
 def make_task(name: str, values: dict | None = None):
