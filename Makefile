@@ -38,7 +38,13 @@ book: $(STAMP)
 sweep: $(STAMP)
 	$(BIN)/python -m degen sweep --profile $(PROFILE) $(RUN_FLAGS)
 
-bench: $(STAMP)
+# The reference implementations the benchmarks time against (dev only).
+BENCH_STAMP := $(VENV)/.degen-bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m degen bench $(DEVICE_FLAG)
 
 # JupyterLab in the same environment; the .py notebooks open as notebooks.

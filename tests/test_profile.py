@@ -78,7 +78,8 @@ def test_default_profile_loads():
     assert p.model.n_hidden == 64
     assert p.train.clip_grad_norm == 1.0
     assert p.dynamics.score == "angular"
-    assert p.weights.methods == ("identity", "signature", "faq", "gw")
+    assert p.weights.methods == ("identity", "signature", "faq")
+    assert p.weights.tabu_iters == 2000
     assert p.values("flipflop") == (1, 2, 3, 4)
 
 
