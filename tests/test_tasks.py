@@ -37,15 +37,6 @@ def test_flipflop_targets_hold_the_last_pulse(first_pulse):
         assert (batch.targets != 0).all()
 
 
-def test_flipflop_same_seed_same_trials_and_other_seed_differs():
-    task = make_task("flipflop", {"n_bits": 2})
-    a = task.sample(8, torch.Generator().manual_seed(1))
-    b = task.sample(8, torch.Generator().manual_seed(1))
-    c = task.sample(8, torch.Generator().manual_seed(2))
-    assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
-    assert not torch.equal(a.inputs, c.inputs)
-
-
 def test_flipflop_ood_is_twice_as_long_and_keeps_every_setting():
     task = make_task("flipflop", {"n_bits": 2, "n_steps": 30, "p_switch": 0.2})
     ood = task.ood()

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from degen.config import ConfigError
-from degen.model import Ensemble, ModelConfig
-from degen.tasks import DelayedConfig, make_task, masked_mse, task_config
+from degen.tasks import DelayedConfig, make_task, task_config
 
 
 def gen(seed=0):
@@ -84,13 +83,6 @@ def test_delayed_delays_cover_the_range():
     assert set(delays) == {3, 4, 5, 6}
 
 
-def test_delayed_same_seed_same_trials_and_other_seed_differs():
-    task = make_task("delayed", {"input_noise": 0.1})
-    a, b, c = task.sample(8, gen(1)), task.sample(8, gen(1)), task.sample(8, gen(2))
-    assert not differs(a, b)
-    assert differs(a, c) and not torch.equal(a.targets, c.targets)
-
-
 def test_delayed_ood_doubles_the_delay_and_keeps_every_pulse():
     values = {"delay_min": 4, "delay_max": 9, "pulse_steps": 2, "response_steps": 3}
     task = make_task("delayed", values)
@@ -104,32 +96,6 @@ def test_delayed_ood_doubles_the_delay_and_keeps_every_pulse():
     assert torch.equal(batch.targets, targets[..., :2])
     assert torch.equal(batch.mask, mask[..., :2])
     assert min(delays) >= 8 and max(delays) <= 18
-
-
-CHANGES = {
-    "n_channels": 3,
-    "f_min": 1.0,
-    "f_max": 12.0,
-    "delay_min": 3,
-    "delay_max": 25,
-    "pulse_steps": 2,
-    "response_steps": 3,
-    "aux_output": True,
-    "input_noise": 0.1,
-}
-
-
-def test_every_trial_field_is_in_the_change_test():
-    fields = {f.name for f in dataclasses.fields(DelayedConfig)}
-    assert set(CHANGES) == fields - {"threshold"}
-    assert make_task("delayed", {"threshold": 0.2}).threshold == 0.2
-
-
-@pytest.mark.parametrize("field, value", sorted(CHANGES.items()))
-def test_every_delayed_field_changes_the_trials(field, value):
-    base = make_task("delayed").sample(8, gen())
-    other = make_task("delayed", {field: value}).sample(8, gen())
-    assert differs(base, other)
 
 
 @pytest.mark.parametrize(
@@ -163,13 +129,3 @@ def test_delayed_defaults_match_the_paper():
     assert config.threshold == 0.01
     assert (config.f_min, config.f_max) == (2.0, 10.0)
     assert (config.delay_min, config.delay_max) == (5, 20)
-
-
-@pytest.mark.parametrize("aux_output", [False, True])
-def test_delayed_runs_through_an_ensemble(aux_output):
-    task = make_task("delayed", {"aux_output": aux_output})
-    batch = task.sample(4, gen())
-    model = Ensemble(ModelConfig(8), task.n_inputs, task.n_outputs, [0, 1])
-    outputs, _ = model.run(batch.inputs)
-    loss = masked_mse(outputs, batch.targets, batch.mask)
-    assert loss.shape == (2,) and torch.isfinite(loss).all()
