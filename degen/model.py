@@ -2,6 +2,16 @@
 
 Standard parameterization (PAPER.md): ``h_t = tanh(W_h h_{t-1} + W_x x_t + b)``,
 ``y_t = W_o h_t + c``, h_0 = 0, every weight drawn from U(-1/sqrt(n), 1/sqrt(n)).
+
+Mean-field (muP) parameterization (PAPER.md), with N = n units:
+``h_t = h_{t-1} + tau * (-h_{t-1} + W_h tanh(h_{t-1}) / N + W_x x_t)``, h_0 = 0,
+``y_t = W_o tanh(h_t) / (gamma * N)``; ``W_h`` entries are drawn from
+Normal(0, N) so that ``W_h / N`` has entry variance 1/N, ``W_x`` and ``W_o``
+entries from Normal(0, 1). The equation has no biases: ``b`` and ``c`` stay
+zero and are not trained. Adam's learning rate is multiplied by gamma
+(:attr:`ModelConfig.lr_scale`). The hidden states it reports are the rates
+``tanh(h_t)``, the vector the readout reads, as in the standard model.
+
 Network k draws its initial weights from its own seed, so an ensemble of K
 holds the same networks as K ensembles of one.
 """
@@ -21,20 +31,58 @@ from degen.config import ConfigError, check_choice, check_range
 log = logging.getLogger(__name__)
 
 PARAM_NAMES = ("w_h", "w_x", "b", "w_o", "c")
+PARAMETERIZATIONS = ("standard", "mup")
+MUP_TRAINED = ("w_h", "w_x", "w_o")  # the muP equation has no biases
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of every network in an ensemble."""
+    """Architecture of every network in an ensemble.
+
+    gamma and tau belong to the muP parameterization: gamma > 0 sets how far
+    hidden features move (larger = richer feature learning), tau in (0, 1] is
+    the update's step size. The standard parameterization has neither and
+    refuses values other than the defaults.
+    """
 
     n_hidden: int = 128
     parameterization: str = "standard"
+    gamma: float = 1.0
+    tau: float = 0.1
 
     def __post_init__(self):
-        check_range("ModelConfig", "n_hidden", self.n_hidden, 1, 100_000)
+        owner = "ModelConfig"
+        check_range(owner, "n_hidden", self.n_hidden, 1, 100_000)
         check_choice(
-            "ModelConfig", "parameterization", self.parameterization, ("standard",)
+            owner, "parameterization", self.parameterization, PARAMETERIZATIONS
         )
+        for name in ("gamma", "tau"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{owner}.{name} = {value!r}; it must be a number")
+            # 2 and 2.0 are one config: store the float so they share a key.
+            object.__setattr__(self, name, float(value))
+        check_range(owner, "gamma", self.gamma, 0.0, low_open=True)
+        check_range(owner, "tau", self.tau, 0.0, 1.0, low_open=True)
+        if self.parameterization == "standard":
+            for name, default in (("gamma", 1.0), ("tau", 0.1)):
+                if getattr(self, name) != default:
+                    raise ConfigError(
+                        f"{owner}.{name} = {getattr(self, name)!r} has no effect "
+                        f"with parameterization 'standard'; set parameterization "
+                        f"to 'mup' or leave {name} at {default}"
+                    )
+
+    @property
+    def lr_scale(self) -> float:
+        """Factor on the base learning rate: gamma under muP (``eta = gamma *
+        eta_0``), 1 under the standard parameterization."""
+        return self.gamma if self.parameterization == "mup" else 1.0
+
+    @property
+    def trained_names(self) -> tuple[str, ...]:
+        """The parameters training updates; the others keep their initial value."""
+        return MUP_TRAINED if self.parameterization == "mup" else PARAM_NAMES
 
 
 def derive_seeds(seed: int) -> tuple[int, int]:
@@ -62,22 +110,35 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def recurrence_reference(drive_kxbxtxn: torch.Tensor, w_h: torch.Tensor):
-    """``h_t = tanh(drive_t + W_h h_{t-1})`` from h_0 = 0, step by step under
-    autograd: the slow, obvious version :class:`Recurrence` is tested against."""
+def recurrence_reference(
+    drive_kxbxtxn: torch.Tensor, w_h: torch.Tensor, leak: float = 0.0
+):
+    """``h_t = leak * h_{t-1} + drive_t + W_h tanh(h_{t-1})`` from h_0 = 0,
+    returning the rates ``tanh(h_t)``, step by step under autograd: the slow,
+    obvious version :class:`Recurrence` is tested against. With ``leak = 0``
+    the rates follow ``r_t = tanh(drive_t + W_h r_{t-1})``."""
     k, n_batch, n_steps, n = drive_kxbxtxn.shape
     h_kxbxn = drive_kxbxtxn.new_zeros(k, n_batch, n)
+    r_kxbxn = drive_kxbxtxn.new_zeros(k, n_batch, n)
     states = []
     for t in range(n_steps):
-        h_kxbxn = torch.tanh(
-            drive_kxbxtxn[:, :, t] + torch.bmm(h_kxbxn, w_h.transpose(1, 2))
+        h_kxbxn = (
+            leak * h_kxbxn
+            + drive_kxbxtxn[:, :, t]
+            + torch.bmm(r_kxbxn, w_h.transpose(1, 2))
         )
-        states.append(h_kxbxn)
+        r_kxbxn = torch.tanh(h_kxbxn)
+        states.append(r_kxbxn)
     return torch.stack(states, dim=2)
 
 
 class Recurrence(torch.autograd.Function):
     """The tanh recurrence with a hand-written backward pass through time.
+
+    ``apply(drive, w_h, leak)`` computes what :func:`recurrence_reference`
+    does: pre-activations ``h_t = leak * h_{t-1} + drive_t + W_h r_{t-1}``,
+    rates ``r_t = tanh(h_t)`` returned ``[net, batch, time, n]``. ``leak`` is
+    a number, 0 for the standard model, ``1 - tau`` for muP.
 
     Autograd would record a bmm, an add and a tanh per step and replay them
     one by one; here the backward loop does one bmm per step and the weight
@@ -85,38 +146,61 @@ class Recurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, drive_kxbxtxn, w_h):
+    def forward(ctx, drive_kxbxtxn, w_h, leak=0.0):
         k, n_batch, n_steps, n = drive_kxbxtxn.shape
         hidden_kxtxbxn = drive_kxbxtxn.new_empty(k, n_steps, n_batch, n)
         w_h_t = w_h.transpose(1, 2)
-        h_kxbxn = drive_kxbxtxn.new_zeros(k, n_batch, n)
+        h_kxbxn = drive_kxbxtxn.new_zeros(k, n_batch, n)  # the rates r_{t-1}
+        # The leak acts on the pre-activations, which only muP needs to keep.
+        pre_prev = drive_kxbxtxn.new_zeros(k, n_batch, n) if leak else None
         for t in range(n_steps):
             pre = torch.baddbmm(drive_kxbxtxn[:, :, t], h_kxbxn, w_h_t)
+            if leak:
+                pre_prev = pre.add_(pre_prev, alpha=leak)
             h_kxbxn = torch.tanh(pre, out=hidden_kxtxbxn[:, t])
         ctx.save_for_backward(hidden_kxtxbxn, w_h)
+        ctx.leak = leak
         return hidden_kxtxbxn.transpose(1, 2)
 
     @staticmethod
     def backward(ctx, grad_kxbxtxn):
         hidden_kxtxbxn, w_h = ctx.saved_tensors
+        leak = ctx.leak
         k, n_steps, n_batch, n = hidden_kxtxbxn.shape
         grad_kxtxbxn = grad_kxbxtxn.transpose(1, 2)
-        # dpre_t = (dL/dh_t + dpre_{t+1} W_h) * (1 - h_t^2)
+        # dpre_t = (dL/dr_t + dpre_{t+1} W_h) * (1 - r_t^2) + leak * dpre_{t+1}
         dpre_kxtxbxn = torch.empty_like(hidden_kxtxbxn)
         carry = hidden_kxtxbxn.new_zeros(k, n_batch, n)
         for t in range(n_steps - 1, -1, -1):
             h_t = hidden_kxtxbxn[:, t]
             d = (grad_kxtxbxn[:, t] + carry) * (1 - h_t * h_t)
+            if leak and t < n_steps - 1:
+                d.add_(dpre_kxtxbxn[:, t + 1], alpha=leak)
             dpre_kxtxbxn[:, t] = d
             carry = torch.bmm(d, w_h)
-        # dW_h = sum_t dpre_t^T h_{t-1}, with h_{-1} = 0.
+        # dW_h = sum_t dpre_t^T r_{t-1}, with r_{-1} = 0.
         prev = torch.cat(
             [hidden_kxtxbxn.new_zeros(k, 1, n_batch, n), hidden_kxtxbxn[:, :-1]], 1
         )
         grad_w_h = torch.bmm(
             dpre_kxtxbxn.reshape(k, -1, n).transpose(1, 2), prev.reshape(k, -1, n)
         )
-        return dpre_kxtxbxn.transpose(1, 2), grad_w_h
+        return dpre_kxtxbxn.transpose(1, 2), grad_w_h, None
+
+
+def _draw_standard(name: str, shape, n: int, gen: torch.Generator):
+    """U(-1/sqrt(n), 1/sqrt(n)) for every parameter (float64)."""
+    u = torch.rand(shape, generator=gen, dtype=torch.float64)
+    return (2 * u - 1) / np.sqrt(n)
+
+
+def _draw_mup(name: str, shape, n: int, gen: torch.Generator):
+    """W_h ~ Normal(0, n) entrywise (so W_h / n has variance 1/n), W_x and W_o
+    ~ Normal(0, 1), the biases zero (float64)."""
+    if name in ("b", "c"):
+        return torch.zeros(shape, dtype=torch.float64)
+    z = torch.randn(shape, generator=gen, dtype=torch.float64)
+    return z * np.sqrt(n) if name == "w_h" else z
 
 
 class Ensemble(nn.Module):
@@ -148,13 +232,12 @@ class Ensemble(nn.Module):
             "w_o": (n_outputs, n),
             "c": (n_outputs,),
         }
-        bound = 1.0 / np.sqrt(n)
         stacked = {name: [] for name in PARAM_NAMES}
         for seed in self.seeds:
             gen = torch.Generator().manual_seed(derive_seeds(seed)[0])
+            draw = _draw_mup if config.parameterization == "mup" else _draw_standard
             for name in PARAM_NAMES:  # fixed draw order: same seed, same network
-                u = torch.rand(shapes[name], generator=gen, dtype=torch.float64)
-                stacked[name].append((2 * u - 1) * bound)
+                stacked[name].append(draw(name, shapes[name], n, gen))
         for name in PARAM_NAMES:
             value = torch.stack(stacked[name]).to(dtype)
             self.register_parameter(name, nn.Parameter(value))
@@ -198,11 +281,23 @@ class Ensemble(nn.Module):
         inputs = inputs.to(p["w_h"].dtype)
         # Input drive for every step at once: [net, batch, time, n].
         drive_kxbxtxn = torch.einsum("kbti,kni->kbtn", inputs, p["w_x"])
+        if self.config.parameterization == "mup":
+            return self._forward_mup(drive_kxbxtxn, p)
         drive_kxbxtxn = drive_kxbxtxn + p["b"][:, None, None, :]
         hidden_kxbxtxn = Recurrence.apply(drive_kxbxtxn, p["w_h"])
         outputs = torch.einsum("kbtn,kon->kbto", hidden_kxbxtxn, p["w_o"])
         outputs = outputs + p["c"][:, None, None, :]
         return outputs, hidden_kxbxtxn
+
+    def _forward_mup(self, drive_kxbxtxn, p):
+        """``h_t = (1 - tau) h_{t-1} + tau W_h tanh(h_{t-1}) / N + tau W_x x_t``,
+        ``y_t = W_o tanh(h_t) / (gamma N)``; returns outputs and rates."""
+        n, tau = self.config.n_hidden, self.config.tau
+        rates_kxbxtxn = Recurrence.apply(
+            tau * drive_kxbxtxn, p["w_h"] * (tau / n), 1.0 - tau
+        )
+        outputs = torch.einsum("kbtn,kon->kbto", rates_kxbxtxn, p["w_o"])
+        return outputs / (self.config.gamma * n), rates_kxbxtxn
 
     @torch.no_grad()
     def run(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

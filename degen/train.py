@@ -5,6 +5,13 @@ plateau), its own gradient clipping and its own Adam state. Once its epoch
 loss drops below the threshold it trains ``patience`` more epochs and is then
 frozen: it is no longer run, sampled for, or updated. A network whose loss
 becomes NaN or infinite is frozen at once and flagged as diverged.
+
+Each network minimises its task MSE plus the structural penalties of PAPER.md
+on its own recurrent matrix, ``nuclear_lambda * sum of singular values of
+W_h + l1_lambda * sum |W_h|``; a strength of 0 leaves the penalty out of the
+computation altogether. Losses and the convergence test are the task MSE
+alone. The base learning rate is multiplied by the model's ``lr_scale``
+(gamma under muP).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from degen.config import check_range
-from degen.model import PARAM_NAMES, Ensemble, derive_seeds
+from degen.model import Ensemble, derive_seeds
 from degen.tasks.base import masked_mse
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,8 @@ class TrainConfig:
     plateau_patience: int = 5
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
+    nuclear_lambda: float = 0.0  # strength of the nuclear norm of W_h
+    l1_lambda: float = 0.0  # strength of the L1 norm of W_h
 
     def __post_init__(self):
         name = "TrainConfig"
@@ -60,6 +69,8 @@ class TrainConfig:
         for i, beta in enumerate(self.adam_betas):
             check_range(name, f"adam_betas[{i}]", beta, 0.0, 1.0, high_open=True)
         check_range(name, "adam_eps", self.adam_eps, 0.0, low_open=True)
+        check_range(name, "nuclear_lambda", self.nuclear_lambda, 0.0)
+        check_range(name, "l1_lambda", self.l1_lambda, 0.0)
 
 
 @dataclass
@@ -159,6 +170,23 @@ def clip_per_network(grads: dict[str, torch.Tensor], max_norm: float) -> None:
         g.mul_(coef.view((-1,) + (1,) * (g.dim() - 1)))
 
 
+def regularization(w_h_kxnxn: torch.Tensor, config: TrainConfig):
+    """Each network's structural penalty on its recurrent matrix, ``[net]``:
+    ``nuclear_lambda * sum_i s_i(W_h) + l1_lambda * sum_ij |W_h[i, j]|``, or
+    None when both strengths are 0 (the penalty is then not computed at all,
+    so unregularized training is bit for bit what it was without it)."""
+    terms = []
+    if config.nuclear_lambda > 0:
+        # svdvals has a stable gradient even at repeated singular values.
+        nuclear = torch.linalg.svdvals(w_h_kxnxn).sum(-1)
+        terms.append(config.nuclear_lambda * nuclear)
+    if config.l1_lambda > 0:
+        terms.append(config.l1_lambda * w_h_kxnxn.abs().flatten(1).sum(1))
+    if not terms:
+        return None
+    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+
 def train_ensemble(
     model: Ensemble,
     task,
@@ -174,8 +202,10 @@ def train_ensemble(
     device = model.w_h.device
     k_all = model.n_networks
     initial = model.state_tensors()
-    params = {name: getattr(model, name) for name in PARAM_NAMES}
-    lr = torch.full((k_all,), config.lr, dtype=torch.float64, device=device)
+    trained_names = model.config.trained_names
+    params = {name: getattr(model, name) for name in trained_names}
+    base_lr = config.lr * model.config.lr_scale  # eta = gamma * eta_0 under muP
+    lr = torch.full((k_all,), base_lr, dtype=torch.float64, device=device)
     adam = EnsembleAdam(params, lr, config.adam_betas, config.adam_eps)
     plateau = EnsemblePlateau(lr, config.plateau_factor, config.plateau_patience)
     gens = [torch.Generator().manual_seed(derive_seeds(s)[1]) for s in model.seeds]
@@ -203,9 +233,15 @@ def train_ensemble(
             sub = model.weights(index)
             outputs, _ = model(inputs, sub)
             losses = masked_mse(outputs, targets, mask)  # [net]
-            # Summing keeps each network's gradient that of its own loss.
-            grads = torch.autograd.grad(losses.sum(), list(sub.values()))
-            grads = dict(zip(sub.keys(), grads, strict=True))
+            objective = losses
+            penalty = regularization(sub["w_h"], config)
+            if penalty is not None:
+                objective = losses + penalty
+            # Summing keeps each network's gradient that of its own objective.
+            grads = torch.autograd.grad(
+                objective.sum(), [sub[name] for name in trained_names]
+            )
+            grads = dict(zip(trained_names, grads, strict=True))
             if config.clip_grad_norm > 0:
                 clip_per_network(grads, config.clip_grad_norm)
             loss_np = losses.detach().cpu().double().numpy()
@@ -286,4 +322,5 @@ __all__ = [
     "EnsembleAdam",
     "EnsemblePlateau",
     "clip_per_network",
+    "regularization",
 ]

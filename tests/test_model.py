@@ -11,20 +11,38 @@ from degen.model import (
 )
 
 
-def test_recurrence_matches_the_autograd_reference():
+# leak 0 is the standard model; 0.9 = 1 - tau at the muP default tau = 0.1.
+@pytest.mark.parametrize("leak", [0.0, 0.9, 0.5])
+def test_recurrence_matches_the_autograd_reference(leak):
     gen = torch.Generator().manual_seed(0)
     drive = torch.randn(3, 4, 9, 5, generator=gen, dtype=torch.float64)
     w = torch.randn(3, 5, 5, generator=gen, dtype=torch.float64) * 0.6
     d1, w1 = drive.clone().requires_grad_(), w.clone().requires_grad_()
     d2, w2 = drive.clone().requires_grad_(), w.clone().requires_grad_()
-    h1, h2 = Recurrence.apply(d1, w1), recurrence_reference(d2, w2)
+    h1 = Recurrence.apply(d1, w1, leak)
+    h2 = recurrence_reference(d2, w2, leak)
     assert torch.allclose(h1, h2, atol=1e-12)
     weight = torch.randn(h1.shape, generator=gen, dtype=torch.float64)
     (h1 * weight).sum().backward()
     (h2 * weight).sum().backward()
     assert torch.allclose(d1.grad, d2.grad, atol=1e-12)
     assert torch.allclose(w1.grad, w2.grad, atol=1e-12)
-    assert torch.autograd.gradcheck(Recurrence.apply, (d1[:, :2, :4], w1))
+    assert torch.autograd.gradcheck(
+        lambda d, w: Recurrence.apply(d, w, leak), (d1[:, :2, :4], w1)
+    )
+
+
+def test_the_leak_changes_the_recurrence():
+    # The two paths agreeing would mean nothing if the leak were ignored.
+    gen = torch.Generator().manual_seed(1)
+    drive = torch.randn(2, 3, 6, 4, generator=gen, dtype=torch.float64)
+    w = torch.randn(2, 4, 4, generator=gen, dtype=torch.float64)
+    assert not torch.allclose(
+        Recurrence.apply(drive, w, 0.0), Recurrence.apply(drive, w, 0.9)
+    )
+    # One step from h_0 = 0: the leak has nothing to act on yet.
+    first = Recurrence.apply(drive[:, :, :1], w, 0.9)
+    assert torch.equal(first, torch.tanh(drive[:, :, :1]))
 
 
 def test_each_network_is_drawn_from_its_own_seed():
@@ -70,7 +88,9 @@ def test_hidden_state_follows_the_equation():
 def test_bad_model_values_are_refused():
     with pytest.raises(ConfigError, match=r"n_hidden = -3"):
         ModelConfig(n_hidden=-3)
-    with pytest.raises(ConfigError, match=r"parameterization = 'mup\?'.*standard"):
+    with pytest.raises(
+        ConfigError, match=r"parameterization = 'mup\?'.*'standard', 'mup'"
+    ):
         ModelConfig(parameterization="mup?")
     with pytest.raises(ConfigError, match="empty"):
         Ensemble(ModelConfig(4), 1, 1, seeds=[])

@@ -19,17 +19,27 @@ TASK = {"n_bits": 2, "n_steps": 12, "p_switch": 0.2}
 SHORT = TrainConfig(lr=1e-2, batch_size=8, steps_per_epoch=5, max_epochs=3)
 
 
-def _train(seeds, config=SHORT, task=TASK, n_hidden=8, threshold=None):
-    model = Ensemble(ModelConfig(n_hidden), 2, 2, seeds=seeds, dtype=torch.float64)
+def _train(seeds, config=SHORT, task=TASK, n_hidden=8, threshold=None, model=None):
+    model_config = model or ModelConfig(n_hidden)
+    model = Ensemble(model_config, 2, 2, seeds=seeds, dtype=torch.float64)
     result = train_ensemble(model, make_task("flipflop", task), config, threshold)
     return model, result
 
 
-def test_an_ensemble_equals_its_networks_trained_alone():
+@pytest.mark.parametrize(
+    "config, model",
+    [
+        (SHORT, None),
+        (dataclasses.replace(SHORT, nuclear_lambda=0.05, l1_lambda=0.01), None),
+        (dataclasses.replace(SHORT, nuclear_lambda=0.05), ModelConfig(8, "mup", 2.0)),
+    ],
+    ids=["plain", "regularized", "mup-regularized"],
+)
+def test_an_ensemble_equals_its_networks_trained_alone(config, model):
     seeds = [3, 7, 11]
-    _, together = _train(seeds)
+    _, together = _train(seeds, config, model=model)
     for k, seed in enumerate(seeds):
-        _, alone = _train([seed])
+        _, alone = _train([seed], config, model=model)
         for name, value in together.final.items():
             assert torch.allclose(value[k], alone.final[name][0], atol=1e-12), name
         np.testing.assert_allclose(
@@ -158,6 +168,8 @@ def test_clipping_matches_clip_grad_norm_per_network():
         ("plateau_patience", 3),
         ("adam_betas", (0.5, 0.9)),
         ("adam_eps", 1e-3),
+        ("nuclear_lambda", 0.01),
+        ("l1_lambda", 0.01),
     ],
 )
 def test_every_train_field_changes_the_outcome(field, value):
@@ -183,6 +195,8 @@ def test_every_train_field_changes_the_outcome(field, value):
         ({"plateau_factor": 1.0}, ["plateau_factor", "1.0", "(0.0, 1.0)"]),
         ({"adam_betas": (0.9, 1.0)}, ["adam_betas[1]", "1.0"]),
         ({"patience": -1}, ["patience", "-1"]),
+        ({"nuclear_lambda": -0.1}, ["nuclear_lambda", "-0.1", "[0.0, inf]"]),
+        ({"l1_lambda": float("inf")}, ["l1_lambda", "inf", "finite"]),
     ],
 )
 def test_bad_train_values_name_the_field(values, words):
