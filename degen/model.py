@@ -178,14 +178,36 @@ class Recurrence(torch.autograd.Function):
                 d.add_(dpre_kxtxbxn[:, t + 1], alpha=leak)
             dpre_kxtxbxn[:, t] = d
             carry = torch.bmm(d, w_h)
-        # dW_h = sum_t dpre_t^T r_{t-1}, with r_{-1} = 0.
-        prev = torch.cat(
-            [hidden_kxtxbxn.new_zeros(k, 1, n_batch, n), hidden_kxtxbxn[:, :-1]], 1
-        )
+        # dW_h = sum_t dpre_t^T r_{t-1}, with r_{-1} = 0: step 0 adds nothing,
+        # and dropping it keeps both operands views (no copy).
         grad_w_h = torch.bmm(
-            dpre_kxtxbxn.reshape(k, -1, n).transpose(1, 2), prev.reshape(k, -1, n)
+            dpre_kxtxbxn[:, 1:].reshape(k, -1, n).transpose(1, 2),
+            hidden_kxtxbxn[:, :-1].reshape(k, -1, n),
         )
         return dpre_kxtxbxn.transpose(1, 2), grad_w_h, None
+
+
+def _linear(x_kxbxtxi, w_kxoxi, bias_kxo=None):
+    """``x W^T (+ bias)`` per network as one batched matmul: ``[k, b, t, o]``.
+
+    ``x`` may be a step-major view (the recurrence returns its states as a
+    transpose of ``[k, t, b, n]``); the trial and step axes are merged in
+    whichever order is contiguous, so no copy is made, and the result has the
+    same layout.
+    """
+    k, n_batch, n_steps, _ = x_kxbxtxi.shape
+    w_t = w_kxoxi.transpose(1, 2)
+    step_major = x_kxbxtxi.transpose(1, 2)
+    if not x_kxbxtxi.is_contiguous() and step_major.is_contiguous():
+        flat, shape = step_major.reshape(k, n_steps * n_batch, -1), (n_steps, n_batch)
+    else:
+        flat, shape = x_kxbxtxi.reshape(k, n_batch * n_steps, -1), (n_batch, n_steps)
+    if bias_kxo is None:
+        out = torch.bmm(flat, w_t)
+    else:
+        out = torch.baddbmm(bias_kxo[:, None, :], flat, w_t)
+    out = out.view(k, *shape, -1)
+    return out if shape == (n_batch, n_steps) else out.transpose(1, 2)
 
 
 def _draw_standard(name: str, shape, n: int, gen: torch.Generator):
@@ -279,14 +301,14 @@ class Ensemble(nn.Module):
                 f"[{k}, batch, time, {self.n_inputs}] or [batch, time, {self.n_inputs}]"
             )
         inputs = inputs.to(p["w_h"].dtype)
-        # Input drive for every step at once: [net, batch, time, n].
-        drive_kxbxtxn = torch.einsum("kbti,kni->kbtn", inputs, p["w_x"])
+        # Input drive for every step at once, one batched matmul (with the
+        # bias) over all trials and steps: [net, batch, time, n].
         if self.config.parameterization == "mup":
+            drive_kxbxtxn = _linear(inputs, p["w_x"])
             return self._forward_mup(drive_kxbxtxn, p)
-        drive_kxbxtxn = drive_kxbxtxn + p["b"][:, None, None, :]
+        drive_kxbxtxn = _linear(inputs, p["w_x"], p["b"])
         hidden_kxbxtxn = Recurrence.apply(drive_kxbxtxn, p["w_h"])
-        outputs = torch.einsum("kbtn,kon->kbto", hidden_kxbxtxn, p["w_o"])
-        outputs = outputs + p["c"][:, None, None, :]
+        outputs = _linear(hidden_kxbxtxn, p["w_o"], p["c"])
         return outputs, hidden_kxbxtxn
 
     def _forward_mup(self, drive_kxbxtxn, p):
@@ -296,7 +318,7 @@ class Ensemble(nn.Module):
         rates_kxbxtxn = Recurrence.apply(
             tau * drive_kxbxtxn, p["w_h"] * (tau / n), 1.0 - tau
         )
-        outputs = torch.einsum("kbtn,kon->kbto", rates_kxbxtxn, p["w_o"])
+        outputs = _linear(rates_kxbxtxn, p["w_o"])
         return outputs / (self.config.gamma * n), rates_kxbxtxn
 
     @torch.no_grad()
