@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 book: $(STAMP)
 	$(BIN)/python -m degen book --profile $(PROFILE) $(RUN_FLAGS)
@@ -54,8 +54,9 @@ lab: $(STAMP)
 		> $(VENV)/share/jupyter/lab/settings/overrides.json
 	$(BIN)/jupyter lab notebooks
 
+# `degen clean` alone only lists what it would remove.
 clean:
-	$(BIN)/python -m degen clean
+	$(BIN)/python -m degen clean --yes
 
 # Also removes the trained networks and the environment.
 clean-all:

@@ -22,9 +22,10 @@ import torch
 from degen.config import from_dict, to_dict
 from degen.metrics import behavior as behavior_metrics
 from degen.metrics import dynamics as dsa
+from degen.metrics import learning as learning_metrics
 from degen.metrics import weights as wdist
 from degen.model import Ensemble, ModelConfig, resolve_device
-from degen.profile import EvalConfig, Profile, apply_factor, repo_root
+from degen.profile import EvalConfig, ProbeConfig, Profile, apply_factor, repo_root
 from degen.store import Store
 from degen.tasks import TASKS, Batch, make_task, task_config
 from degen.train import TrainConfig, train_ensemble
@@ -81,12 +82,12 @@ def condition(profile: Profile, task: str, value, factor: str = "complexity"):
         task,
         profile.tasks[task].config,
         profile.model,
-        profile.train,
+        profile.train_for(task),
         spec,
         value,
         where=f"tasks.{task}.{factor}",
     )
-    return Condition(task, config, model, train, profile.seeds)
+    return Condition(task, config, model, train, profile.seeds_for(task))
 
 
 def conditions(profile: Profile, task: str, factor: str = "complexity"):
@@ -273,6 +274,54 @@ def weights(
     return _cached(store, "weights", key_config, compute)
 
 
+def probe_batch(task, probe: ProbeConfig) -> tuple[Batch, np.ndarray]:
+    """The fixed probe trials and the scored output entries the kernel is
+    built on: indices ``[m, 3]`` of (trial, step, output), at most
+    ``probe.max_entries`` of them, evenly spaced over the scored entries."""
+    gen = torch.Generator().manual_seed(probe.seed)
+    batch = task.sample(probe.n_trials, gen)
+    scored_mx3 = np.argwhere(batch.mask.numpy() > 0)
+    if len(scored_mx3) > probe.max_entries:
+        keep = np.linspace(0, len(scored_mx3) - 1, probe.max_entries)
+        scored_mx3 = scored_mx3[np.round(keep).astype(int)]
+    return batch, scored_mx3
+
+
+def learning(trained: Trained, probe: ProbeConfig, store: Store | None = None):
+    """Feature-learning diagnostics of every network: the recurrent weights'
+    change ``||W_h(T) - W_h(0)||_F`` and the alignment of the empirical NTK at
+    the end of training with the one at the start, on the probe batch (see
+    :mod:`degen.metrics.learning`)."""
+    store = store or default_store()
+    config = {"ensemble": trained.key, "probe": to_dict(probe)}
+
+    def compute():
+        start = time.perf_counter()
+        batch, entries_mx3 = probe_batch(trained.condition.make_task(), probe)
+        b, t, o = (torch.as_tensor(entries_mx3[:, i]) for i in range(3))
+
+        def scored_outputs(params, inputs_bxtxi):
+            # The scored entries as [net, 1, m, 1]: one kernel row per entry.
+            outputs = trained.model(inputs_bxtxi, params)[0]
+            return outputs[:, b, t, o][:, None, :, None]
+
+        final = trained.model.state_tensors()
+        change = learning_metrics.weight_change(trained.initial["w_h"], final["w_h"])
+        alignment = learning_metrics.ntk_alignment(
+            trained.initial, final, batch.inputs, forward=scored_outputs
+        )
+        arrays = {
+            "weight_change": change,
+            "kernel_alignment": alignment,
+            "usable": trained.usable,
+        }
+        meta = {"wall_time_s": time.perf_counter() - start, "entries": len(b)}
+        return {"arrays": arrays, "meta": meta}
+
+    _warn_if_too_few(trained, "the learning diagnostics' spread")
+    return _cached(store, "learning", config, compute)
+
+
 def _warn_if_too_few(trained: Trained, what: str) -> None:
     """Warn, at the caller of a measure, when it will be NaN."""
     if trained.n_usable >= 2:
@@ -296,6 +345,19 @@ def dsa_config_for(profile: Profile, task: str) -> dsa.DSAConfig:
     return from_dict(dsa.DSAConfig, values, where=f"tasks.{task}.dynamics")
 
 
+def weights_config_for(
+    profile: Profile, task: str, factor: str = "complexity"
+) -> wdist.WeightDistanceConfig:
+    """The profile's weight-distance settings along ``factor`` of ``task``.
+    Along the width (``model.n_hidden``) distances are divided by the number
+    of matrix entries, as PAPER.md does when widths differ, so that values
+    at different widths are compared on one scale."""
+    config = profile.weights
+    if profile.factor(task, factor).field == "model.n_hidden":
+        config = dataclasses.replace(config, normalize=True)
+    return config
+
+
 __all__ = [
     "Condition",
     "Trained",
@@ -308,6 +370,9 @@ __all__ = [
     "evaluation_batch",
     "get_trained",
     "hidden_states",
+    "learning",
     "make_task",
+    "probe_batch",
     "weights",
+    "weights_config_for",
 ]

@@ -42,6 +42,25 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class ProbeConfig:
+    """The fixed probe batch the feature-learning diagnostics use.
+
+    The empirical NTK takes one backward pass per output entry, so only
+    ``max_entries`` scored output entries (evenly spaced over the scored
+    entries of ``n_trials`` trials) enter the kernel.
+    """
+
+    n_trials: int = 4
+    max_entries: int = 128
+    seed: int = 2024  # the same probe for every network and condition
+
+    def __post_init__(self):
+        check_range("ProbeConfig", "n_trials", self.n_trials, 1)
+        check_range("ProbeConfig", "max_entries", self.max_entries, 2)
+        check_range("ProbeConfig", "seed", self.seed, 0)
+
+
+@dataclass(frozen=True)
 class Factor:
     """One swept factor: a config field and the values it takes."""
 
@@ -87,6 +106,11 @@ class TaskSweep:
     complexity: tuple = ()  # values of the task's complexity knob
     factors: dict = field(default_factory=dict)  # other factors: name -> Factor
     dynamics: dict = field(default_factory=dict)  # DSA settings for this task
+    # Sizes for this task only, over the profile's: a slow task can train
+    # fewer networks, for fewer epochs, or be measured on fewer trials.
+    n_networks: int | None = None
+    train: dict = field(default_factory=dict)  # TrainConfig fields
+    eval: dict = field(default_factory=dict)  # EvalConfig fields
 
 
 @dataclass(frozen=True)
@@ -101,20 +125,40 @@ class Profile:
     eval: EvalConfig = EvalConfig()
     dynamics: DSAConfig = DSAConfig()
     weights: WeightDistanceConfig = WeightDistanceConfig()
+    probe: ProbeConfig = ProbeConfig()
     tasks: dict[str, TaskSweep] = field(default_factory=dict)
 
     @property
     def seeds(self) -> tuple[int, ...]:
         return tuple(range(self.seed, self.seed + self.n_networks))
 
-    def factors(self, task: str) -> dict[str, Factor]:
-        """Every factor swept for ``task``, the complexity knob first."""
+    def _sweep(self, task: str) -> TaskSweep:
         if task not in self.tasks:
             raise ConfigError(
                 f"task {task!r} is not in profile {self.name!r}; "
                 f"its tasks: {sorted(self.tasks)}"
             )
-        sweep = self.tasks[task]
+        return self.tasks[task]
+
+    def seeds_for(self, task: str) -> tuple[int, ...]:
+        """The network seeds of ``task``: the profile's, or as many as the
+        task's own ``n_networks`` asks for."""
+        n = self._sweep(task).n_networks
+        return self.seeds if n is None else tuple(range(self.seed, self.seed + n))
+
+    def train_for(self, task: str) -> TrainConfig:
+        """The profile's training settings with the task's overrides applied."""
+        overrides = self._sweep(task).train
+        return _merged(TrainConfig, self.train, overrides, f"tasks.{task}.train")
+
+    def eval_for(self, task: str) -> EvalConfig:
+        """The profile's evaluation settings with the task's overrides applied."""
+        overrides = self._sweep(task).eval
+        return _merged(EvalConfig, self.eval, overrides, f"tasks.{task}.eval")
+
+    def factors(self, task: str) -> dict[str, Factor]:
+        """Every factor swept for ``task``, the complexity knob first."""
+        sweep = self._sweep(task)
         factors = {}
         if sweep.complexity:
             knob = TASKS[task][1].complexity
@@ -136,12 +180,18 @@ class Profile:
         return self.factor(task, factor).values
 
 
+def _merged(cls, base, overrides: dict, where: str):
+    """``base`` (a frozen config) with the fields in ``overrides`` replaced."""
+    return from_dict(cls, {**dataclasses.asdict(base), **overrides}, where=where)
+
+
 _SECTIONS = {
     "model": ModelConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
     "dynamics": DSAConfig,
     "weights": WeightDistanceConfig,
+    "probe": ProbeConfig,
 }
 
 
@@ -220,7 +270,7 @@ def apply_factor(
     return task_config(task, task_values), model, train
 
 
-def _check_factor_value(raw, task, sweep, factor, value, where) -> None:
+def _check_factor_value(raw, task, sweep, train, factor, value, where) -> None:
     cls = {"task": TASKS[task][0], "model": ModelConfig, "train": TrainConfig}
     names = [f.name for f in dataclasses.fields(cls[factor.section])]
     if factor.name not in names:
@@ -228,9 +278,7 @@ def _check_factor_value(raw, task, sweep, factor, value, where) -> None:
             f"{where}: field = {factor.field!r} is not a field of "
             f"{cls[factor.section].__name__}; valid: {names}"
         )
-    apply_factor(
-        task, sweep.config, raw["model"], raw["train"], factor, value, where=where
-    )
+    apply_factor(task, sweep.config, raw["model"], train, factor, value, where=where)
 
 
 def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
@@ -284,10 +332,16 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
                 "complexity": Factor(f"task.{knob}", sweep.complexity),
                 **factors,
             }
+        # The task's own sizes, each checked as part of the config it changes.
+        at = f"{where}: tasks.{name}"
+        if sweep.n_networks is not None:
+            check_range(at, "n_networks", sweep.n_networks, 2)
+        train = _merged(TrainConfig, raw["train"], sweep.train, f"{at}.train")
+        _merged(EvalConfig, raw["eval"], sweep.eval, f"{at}.eval")
         for fname, fac in factors.items():
             for value in fac.values:
                 _check_factor_value(
-                    raw, name, sweep, fac, value, f"{where}: tasks.{name}.{fname}"
+                    raw, name, sweep, train, fac, value, f"{at}.{fname}"
                 )
         dsa_values = {**dataclasses.asdict(raw["dynamics"]), **sweep.dynamics}
         dsa = from_dict(DSAConfig, dsa_values, where=f"{where}: tasks.{name}.dynamics")

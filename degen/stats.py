@@ -17,6 +17,12 @@ EXPECTED = {
     "width": {"behavior": "down", "dynamics": "down", "weights": "down"},
     "regularization": {"behavior": "down", "dynamics": "down", "weights": "down"},
 }
+# The paper's feature-learning diagnostics: more complex tasks move the
+# weights further and leave the kernel less aligned with its start.
+EXPECTED_DIAGNOSTICS = {
+    "complexity": {"weight_change": "up", "kernel_alignment": "down"},
+}
+NOT_STATED = "not stated"  # the paper gives no direction for this cell
 
 
 def _resamples(n: int, n_boot: int, seed: int) -> np.ndarray:
@@ -32,6 +38,15 @@ def bootstrap_sd(values, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
         return np.full(n_boot, np.nan)
     idx = _resamples(values.size, n_boot, seed)
     return values[idx].std(axis=1)
+
+
+def bootstrap_mean(values, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """Bootstrap replicates of the mean of ``values``: ``[n_boot]``."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return np.full(n_boot, np.nan)
+    idx = _resamples(values.size, n_boot, seed)
+    return values[idx].mean(axis=1)
 
 
 def bootstrap_pair_mean(distances, n_boot: int = 2000, seed: int = 0) -> np.ndarray:

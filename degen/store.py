@@ -6,10 +6,12 @@ sha256 of the canonical JSON of the kind, :data:`SCHEMA_VERSION` and the
 config, so the same config finds the same entry from any process.
 
 Writes go to a temporary folder that is renamed into place, so an entry is
-either complete or absent. ``meta.json`` is written last and records the
-checksums of the other two files; an entry whose files do not match it is
-moved aside to ``root/<kind>/.corrupt/`` (never deleted) and recomputed.
-Loading never unpickles.
+either complete or absent; a temporary folder left by a killed write is
+never read, and the next writer of that key removes it. ``meta.json`` is
+written last and records the checksums of the other two files; an entry
+whose files do not match it is moved aside to ``root/<kind>/.corrupt/``
+(never deleted) and recomputed. The same arrays and tensors give the same
+bytes, so checksums can be compared across runs. Loading never unpickles.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import secrets
 import shutil
 import subprocess
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,8 @@ from typing import Any
 import numpy as np
 import safetensors.torch
 import torch
+
+from degen import killpoints
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +58,9 @@ META_FILE = "meta.json"
 RESERVED_META = frozenset(
     {"kind", "key", "schema", "config", "created", "versions", "files"}
 )
-# np.savez(file, allow_pickle=..., **arrays) takes these names itself.
-_RESERVED_ARRAY_NAMES = frozenset({"file", "allow_pickle"})
+# Every member of arrays.npz gets this zip timestamp (the earliest zip can
+# hold), so that the same arrays always give the same bytes and checksum.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _KIND_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
 _COMPUTE_FIELDS = frozenset({"tensors", "arrays", "meta"})
@@ -139,6 +145,25 @@ class Store:
             warnings.warn(problem, CorruptEntryWarning, stacklevel=2)
         return entry
 
+    def state(self, kind: str, key: str) -> tuple[str, str]:
+        """("done" | "running" | "missing" | "corrupt", reason) of an entry.
+
+        "running" means that another process holds the key's lock (it is
+        computing the entry). Moves and writes nothing.
+        """
+        folder = self.path(kind, key)
+        try:
+            self._verify(folder, kind, key)
+        except _Corrupt as exc:
+            reason = str(exc)
+        else:
+            return "done", "complete, checksums match"
+        if self._lock_held(kind, key):
+            return "running", "another process holds its lock"
+        if not folder.exists():
+            return "missing", "not computed yet"
+        return "corrupt", reason
+
     def keys(self, kind: str) -> list[str]:
         """Sorted keys of the complete, valid entries of ``kind``."""
         _check_kind(kind)
@@ -197,6 +222,7 @@ class Store:
             logger.info("computing %s/%s", kind, key)
             result = compute()
             _check_compute_result(result)
+            killpoints.reached("compute")
             problem = self._save(kind, key, config, **result)
             if problem:  # only when the disk changed under the lock
                 warnings.warn(problem, CorruptEntryWarning, stacklevel=2)
@@ -315,8 +341,20 @@ class Store:
         if self.has(kind, key):
             logger.debug("%s/%s already stored; keeping it", kind, key)
             return None
+        self._remove_stale_tmp(kind, key)
         tmp = self._write_tmp(kind, key, plain_config, tensors, arrays, user_meta)
+        killpoints.reached("publish")
         return self._publish(kind, key, tmp)
+
+    def _remove_stale_tmp(self, kind: str, key: str) -> None:
+        """Remove temporary folders of ``key`` left by killed writes; only
+        called under the key's lock, so no live writer owns one."""
+        tmp_root = self.root / kind / ".tmp"
+        if not tmp_root.is_dir():
+            return
+        for stale in tmp_root.glob(f"{key}-*"):
+            logger.info("removing %s, left by an interrupted write", stale)
+            shutil.rmtree(stale, ignore_errors=True)
 
     def _write_tmp(
         self,
@@ -333,8 +371,8 @@ class Store:
         tmp.mkdir()
         try:
             safetensors.torch.save_file(tensors, str(tmp / TENSORS_FILE))
-            with open(tmp / ARRAYS_FILE, "wb") as fh:
-                np.savez(fh, **arrays)
+            killpoints.reached("write")
+            _write_npz(tmp / ARRAYS_FILE, arrays)
             files = {}
             for name in (TENSORS_FILE, ARRAYS_FILE):
                 _fsync_file(tmp / name)
@@ -397,25 +435,54 @@ class Store:
         os.rename(self.path(kind, key), dest)
         return dest
 
-    @contextlib.contextmanager
-    def _lock(self, kind: str, key: str) -> Iterator[None]:
-        """Exclusive flock on ``root/kind/.locks/<key>.lock``.
+    def _lock_path(self, kind: str, key: str) -> Path:
+        return self.root / kind / ".locks" / f"{key}.lock"
 
-        Lock files are left in place: deleting one while another process
-        waits on it would let a third process lock a new file and run too.
-        """
-        locks = self.root / kind / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        fd = os.open(locks / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    def _lock_held(self, kind: str, key: str) -> bool:
+        return lock_held(self._lock_path(kind, key))
+
+    def _lock(self, kind: str, key: str) -> contextlib.AbstractContextManager:
+        """Exclusive lock of ``root/kind/.locks/<key>.lock``."""
+        return file_lock(self._lock_path(kind, key), f"{kind}/{key}")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (created if needed), waiting for
+    another process that holds it; ``what`` names the locked thing in the log.
+
+    Lock files are left in place: deleting one while another process waits
+    on it would let a third process lock a new file and run too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                logger.info("waiting for another process on %s/%s", kind, key)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("waiting for another process on %s", what)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def lock_held(path: Path) -> bool:
+    """Whether another process holds the lock :func:`file_lock` takes on
+    ``path`` now (never creates the file; a lock this process holds through
+    another descriptor counts too)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        # a shared lock is refused while someone holds the exclusive one
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 # -- checks and conversions -------------------------------------------------
@@ -513,10 +580,6 @@ def _cpu_tensors(tensors: Any) -> dict[str, torch.Tensor]:
 def _checked_arrays(arrays: Any) -> dict[str, np.ndarray]:
     arrays = _check_names(arrays, "arrays")
     for name, a in arrays.items():
-        if name in _RESERVED_ARRAY_NAMES:
-            raise StoreError(
-                f"arrays[{name!r}]: the name {name!r} is taken by np.savez; rename it"
-            )
         if not isinstance(a, np.ndarray):
             raise StoreError(
                 f"arrays[{name!r}] has type {type(a).__name__}; expected a "
@@ -622,6 +685,16 @@ def _git_commit() -> str:
         return "unknown"
     suffix = "+dirty" if dirty.stdout.strip() else ""
     return head.stdout.strip() + suffix
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """What ``np.savez`` writes, less the wall-clock time it stamps on each
+    member (which would give the same arrays a new checksum every time)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, a in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, a, allow_pickle=False)
 
 
 def _fsync_file(path: Path) -> None:

@@ -37,6 +37,7 @@ plots.use_style()
 prof = load_profile(profile)
 result = analysis.measure(prof, task, factor, "behavior")
 xlabel = analysis.knob_label(prof, task, factor)
+Markdown(f"{analysis.TASK_TITLES[task]}, along {xlabel}.")
 
 # %% [markdown]
 # ## OOD loss of every network
@@ -52,7 +53,8 @@ for x, r in zip(result.x, result.per_condition):
         alpha=0.7,
         color=plots.LEVEL_COLORS["behavior"],
     )
-ax_pts.set_yscale("log")
+if any((r["ood_loss"][r["usable"]] > 0).any() for r in result.per_condition):
+    ax_pts.set_yscale("log")
 ax_pts.set_xlabel(xlabel)
 ax_pts.set_ylabel("OOD MSE")
 ax_pts.set_xticks(result.x)

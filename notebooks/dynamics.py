@@ -44,6 +44,7 @@ dsa_config = experiment.dsa_config_for(prof, task)
 result = analysis.measure(prof, task, factor, "dynamics")
 xlabel = analysis.knob_label(prof, task, factor)
 Markdown(
+    f"{analysis.TASK_TITLES[task]}, along {xlabel}. "
     f"DSA settings: {dsa_config.n_delays} delays (interval "
     f"{dsa_config.delay_interval}), rank {dsa_config.rank}, "
     f"{dsa_config.score} score."
@@ -146,7 +147,7 @@ for name, cfg in variants.items():
     means, reps = [], []
     for i, cond in enumerate(conds):
         tr = experiment.get_trained(cond)
-        d = experiment.dynamics(tr, prof.eval, cfg)["distances"]
+        d = experiment.dynamics(tr, prof.eval_for(task), cfg)["distances"]
         means.append(stats.pair_mean(d))
         reps.append(stats.bootstrap_pair_mean(d, 500, seed=i))
     finite = np.isfinite(means)

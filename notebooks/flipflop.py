@@ -26,11 +26,10 @@ profile = "default"
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from IPython.display import Markdown
 
-from degen import experiment, plots
+from degen import analysis, experiment, plots
 from degen.profile import load_profile
 
 plots.use_style()
@@ -65,8 +64,7 @@ for cond, tr in zip(conds, trained):
     ood = cond.make_task().ood()
     batch = ood.sample(1, torch.Generator().manual_seed(1))
     outputs, _ = tr.model.run(batch.inputs)
-    usable = np.flatnonzero(tr.usable)
-    k = int(usable[0]) if usable.size else 0
+    k = analysis.example_network(tr)
     fig, (ax_in, ax_out) = plt.subplots(2, 1, figsize=(8, 3.2), sharex=True)
     plots.trials(
         ax_in,
@@ -87,28 +85,10 @@ for cond, tr in zip(conds, trained):
 # counts them.
 
 # %% tags=["hide-input"]
-rows = [
-    "| N | converged | diverged | epochs (median) | wall time (s) |",
-    "|---|---|---|---|---|",
-]
-for cond, tr in zip(conds, trained):
-    a = tr.arrays
-    rows.append(
-        f"| {cond.task_config.n_bits} | {tr.n_usable} of {len(cond.seeds)} "
-        f"| {int(a['diverged'].sum())} | {int(np.median(a['epochs_trained']))} "
-        f"| {tr.meta.get('wall_time_s', float('nan')):.0f} |"
-    )
-Markdown("\n".join(rows))
+entries = analysis.task_conditions(prof, "flipflop")
+all_trained = [experiment.get_trained(e.condition) for e in entries]
+Markdown(analysis.training_table(entries, all_trained))
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(
-    1, len(conds), figsize=(3 * len(conds), 2.8), sharey=True, squeeze=False
-)
-for ax, cond, tr in zip(axes[0], conds, trained):
-    loss = tr.arrays["epoch_loss"]
-    ax.semilogy(loss.T, lw=1, alpha=0.8)
-    ax.axhline(cond.task_config.threshold, color="k", ls="--", lw=1)
-    ax.set_title(f"N = {cond.task_config.n_bits}")
-    ax.set_xlabel("epoch")
-axes[0, 0].set_ylabel("training MSE")
+plots.loss_curves(entries, all_trained)
 plt.show()

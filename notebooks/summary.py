@@ -63,9 +63,10 @@ for (task, factor, level), r in ordered:
         f"| {arrows[r.expected]} {r.expected} | {'yes' if r.agrees else 'no'} |"
     )
 rows.append("")
+sizes = sorted({len(prof.seeds_for(task)) for task in prof.tasks})
 rows.append(
     f"{agree} of {len(results)} cells agree with the paper in the "
-    f"`{prof.name}` profile ({prof.n_networks} networks of "
+    f"`{prof.name}` profile ({' or '.join(map(str, sizes))} networks of "
     f"{prof.model.n_hidden} units per condition)."
 )
 Markdown("\n".join(rows))

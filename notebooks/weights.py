@@ -37,6 +37,7 @@ plots.use_style()
 prof = load_profile(profile)
 result = analysis.measure(prof, task, factor, "weights")
 xlabel = analysis.knob_label(prof, task, factor)
+Markdown(f"{analysis.TASK_TITLES[task]}, along {xlabel}.")
 
 # %% [markdown]
 # ## Pairwise distances

@@ -66,9 +66,10 @@ def test_smoke_profile_loads():
     assert p.eval.n_trials == 8
     assert (p.dynamics.n_delays, p.dynamics.rank) == (2, 4)
     assert p.weights.faq_restarts == 0
-    assert list(p.tasks) == ["flipflop"]
+    assert list(p.tasks) == ["flipflop", "sine", "delayed", "path"]
     assert p.values("flipflop") == (1, 2)
-    assert p.tasks["flipflop"].config["threshold"] == 0.9
+    assert p.tasks["flipflop"].config["threshold"] == 1.5
+    assert list(p.factors("delayed")) == ["complexity", "aux"]
 
 
 def test_default_profile_loads():
@@ -81,6 +82,17 @@ def test_default_profile_loads():
     assert p.weights.methods == ("identity", "signature", "faq")
     assert p.weights.tabu_iters == 2000
     assert p.values("flipflop") == (1, 2, 3, 4)
+    assert p.values("sine") == (1, 2, 3)
+    assert p.values("delayed") == (1, 2, 3)
+    assert p.values("path") == (2, 3)
+    # The delayed task's other complexity experiments, on its N = 1 base.
+    assert p.values("delayed", "delay") == (20, 40)
+    assert p.values("delayed", "aux") == (False, True)
+    for factor in ("delay", "aux"):
+        assert p.factor("delayed", factor).row == "complexity"
+    base = experiment.condition(p, "delayed", 1)
+    assert experiment.condition(p, "delayed", 20, "delay") == base
+    assert experiment.condition(p, "delayed", False, "aux") == base
 
 
 def test_shipped_profiles_are_available():
@@ -91,6 +103,17 @@ def test_paper_profile_is_at_the_papers_scale():
     p = load_profile("paper")
     assert (p.n_networks, p.model.n_hidden) == (50, 128)
     assert p.device == "auto"
+    assert set(p.tasks) == {"flipflop", "sine", "delayed", "path"}
+    assert p.values("flipflop") == tuple(range(1, 8))
+    assert p.values("path") == (2, 3)
+    # The paper's thresholds and its path-integration training table.
+    thresholds = {"flipflop": 0.001, "delayed": 0.01, "sine": 0.05, "path": 0.05}
+    for task, threshold in thresholds.items():
+        assert experiment.condition(
+            p, task, p.values(task)[0]
+        ).task_config.threshold == (threshold)
+    assert p.train_for("path").lr == 0.001 and p.train_for("path").max_epochs == 1000
+    assert p.train_for("path").plateau_patience == 40
 
 
 @pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1"])
@@ -267,6 +290,7 @@ SECTIONS = {
     "dynamics": ({"delays": 2}, {"score": "cosine"}, "'angular'"),
     "weights": ({"method": ["faq"]}, {"methods": ["faq", "nope"]}, "'gw'"),
     "eval": ({"trials": 8}, {"n_trials": 0}, "[1, inf]"),
+    "probe": ({"entries": 8}, {"max_entries": 1}, "[2, inf]"),
 }
 
 
@@ -522,3 +546,68 @@ def test_invalid_yaml_is_a_config_error_naming_the_file(tmp_path):
     path.write_text("tasks:\n  flipflop:\n    complexity: [1, 2\n")
     with pytest.raises(ConfigError, match=r"broken\.yaml is not valid YAML"):
         load_profile(path)
+
+
+# -- per-task sizes --------------------------------------------------------
+
+
+def test_a_task_can_override_networks_training_and_evaluation():
+    two = _raw(
+        train={"lr": 0.01, "max_epochs": 5},
+        eval={"n_trials": 16},
+        tasks={
+            "flipflop": BASE["tasks"]["flipflop"],
+            "delayed": {
+                "complexity": [1],
+                "n_networks": 5,
+                "train": {"max_epochs": 9},
+                "eval": {"n_trials": 4},
+            },
+        },
+    )
+    p = profile_from_dict(two)
+    assert p.seeds_for("flipflop") == (0, 1, 2)
+    assert p.seeds_for("delayed") == (0, 1, 2, 3, 4)
+    assert p.train_for("flipflop") == p.train
+    assert p.train_for("delayed").max_epochs == 9
+    assert p.train_for("delayed").lr == 0.01  # the rest is the profile's
+    assert p.eval_for("flipflop").n_trials == 16
+    assert p.eval_for("delayed").n_trials == 4
+    cond = experiment.condition(p, "delayed", 1)
+    assert cond.seeds == (0, 1, 2, 3, 4) and cond.train.max_epochs == 9
+    assert experiment.condition(p, "flipflop", 1).train == p.train
+
+
+def test_a_train_factor_applies_over_the_tasks_training():
+    p = profile_from_dict(
+        _flipflop(train={"max_epochs": 7}, factors={"lr": FACTORS["lr"]})
+    )
+    cond = experiment.condition(p, "flipflop", 0.02, "lr")
+    assert (cond.train.lr, cond.train.max_epochs) == (0.02, 7)
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"n_networks": 1}, ["tasks.flipflop.n_networks = 1", "valid: [2, inf]"]),
+        ({"n_networks": 2.5}, ["n_networks = 2.5", "expected int | None"]),
+        ({"train": {"epochs": 3}}, ["tasks.flipflop.train: unknown key(s)"]),
+        ({"train": {"lr": -1}}, ["tasks.flipflop.train", "lr = -1"]),
+        ({"train": 3}, ["tasks.flipflop.train = 3", "expected dict"]),
+        ({"eval": {"n_trials": 0}}, ["tasks.flipflop.eval", "n_trials = 0"]),
+    ],
+)
+def test_bad_task_sizes_name_the_value_and_what_is_valid(changes, words):
+    message = _error(_flipflop(**changes))
+    for word in words:
+        assert word in message
+
+
+def test_a_task_override_is_checked_when_the_profile_is_built_by_hand():
+    p = profile_from_dict(_raw())
+    sweep = TaskSweep(config={}, complexity=(1,), train={"bogus": 1})
+    p = dataclasses.replace(p, tasks={"flipflop": sweep})
+    with pytest.raises(ConfigError, match=r"tasks.flipflop.train: unknown key"):
+        p.train_for("flipflop")
+    with pytest.raises(ConfigError, match=r"task 'sine' is not in profile"):
+        p.eval_for("sine")

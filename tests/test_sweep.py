@@ -8,8 +8,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from degen import cli, sweep
+from degen import analysis, cli, sweep
 from degen.config import ConfigError
+from degen.profile import load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 COPIED = ["_config.yml", "_toc.yml", "book", "notebooks", "sweeps", "degen"]
@@ -45,21 +46,28 @@ def test_smoke_profile_builds_the_book(repo, capsys):
     assert str(index) in out
     assert index.is_file()
     generated = sorted(p.name for p in (repo / "book" / "generated").glob("*.ipynb"))
-    assert generated == [
-        "behavior_flipflop_complexity.ipynb",
-        "dynamics_flipflop_complexity.ipynb",
-        "flipflop.ipynb",
-        "summary.ipynb",
-        "weights_flipflop_complexity.ipynb",
-    ]
-    summary = repo / "_build" / "html" / "book" / "generated" / "summary.html"
-    text = summary.read_text()
+    profile = load_profile("smoke")
+    names = [job.output.name for job in sweep.notebook_jobs(profile, repo)]
+    assert generated == sorted(names)
+    tasks = {"flipflop.ipynb", "sine.ipynb", "delayed.ipynb", "path.ipynb"}
+    assert tasks <= set(names)
+    assert {"complexity.ipynb", "dynamics_delayed_aux.ipynb"} <= set(names)
+    html = repo / "_build" / "html" / "book" / "generated"
+    text = (html / "summary.html").read_text()
     for level in ("behavior", "dynamics", "weights"):
         assert level in text
     assert "cells agree with the paper" in text
+    assert "agree with the paper" in (html / "complexity.html").read_text()
+    for name in names:  # every executed notebook is a page of the book
+        assert (html / name).with_suffix(".html").is_file(), name
     # A second run trains nothing new: every ensemble comes from the store.
     entries = sorted((repo / "results" / "ensemble").rglob("meta.json"))
-    assert len(entries) == 2
+    conditions = {
+        repr(entry.condition.to_dict())
+        for task in profile.tasks
+        for entry in analysis.task_conditions(profile, task)
+    }
+    assert len(entries) == len(conditions)
     mtimes = [p.stat().st_mtime_ns for p in entries]
     assert sweep.run("smoke", progress=False, notebooks=False) == []
     assert [p.stat().st_mtime_ns for p in entries] == mtimes
@@ -129,22 +137,35 @@ def test_book_build_failure_is_reported(repo):
         sweep.build_book(repo)
 
 
-def test_clean_removes_the_build_and_keeps_results(repo):
+def test_clean_lists_by_default_and_removes_with_yes(repo, capsys):
     for path in ("_build/html", "book/generated", "results/ensemble"):
         (repo / path).mkdir(parents=True)
-    assert cli.main(["clean"]) == 0
+    assert cli.main(["clean", "--results"]) == 0
+    out = capsys.readouterr().out
+    for path in ("_build", "book/generated", "results"):
+        assert f"would remove {repo / path}" in out
+        assert (repo / path).exists()
+    assert "pass --yes" in out
+
+    assert cli.main(["clean", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert f"removed {repo / '_build'}" in out
     assert not (repo / "_build").exists()
     assert not (repo / "book" / "generated").exists()
-    assert (repo / "results" / "ensemble").exists()
-    assert cli.main(["clean", "--results"]) == 0
+    assert (repo / "results" / "ensemble").exists()  # only with --results
+    assert cli.main(["clean", "--results", "--yes"]) == 0
     assert not (repo / "results").exists()
+    assert cli.main(["clean"]) == 0
+    assert capsys.readouterr().out.endswith("nothing to remove\n")
 
 
 def test_the_profile_device_is_used_unless_the_command_line_names_one(
     repo, monkeypatch
 ):
     seen = []
-    monkeypatch.setattr(sweep, "train_all", lambda p, s, device, g: seen.append(device))
+    monkeypatch.setattr(
+        sweep, "train_all", lambda p, s, device, *rest: seen.append(device)
+    )
     text = (repo / "sweeps" / "smoke.yaml").read_text()
     (repo / "sweeps" / "smoke.yaml").write_text("device: cpu\n" + text)
     sweep.run("smoke", progress=False, notebooks=False)
@@ -169,7 +190,7 @@ def test_a_profile_outside_sweeps_reaches_the_notebooks_by_path(
     shutil.copy(repo / "sweeps" / "smoke.yaml", elsewhere)
     jobs = []
     monkeypatch.setattr(sweep, "train_all", lambda *a: None)
-    monkeypatch.setattr(sweep, "execute_notebook", lambda job, root: jobs.append(job))
+    monkeypatch.setattr(sweep, "execute_notebook", lambda job, *a: jobs.append(job))
     sweep.run(str(elsewhere), progress=False)
     assert jobs and {j.parameters["profile"] for j in jobs} == {str(elsewhere)}
     assert load_profile(jobs[0].parameters["profile"]).name == "mine"
