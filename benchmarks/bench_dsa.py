@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from degen.metrics.dynamics import DSAConfig, dsa, procrustes_vf
-from degen.model import Ensemble, ModelConfig
+from degen.model import Ensemble, ModelConfig, resolve_device
 from degen.tasks import make_task
 from degen.train import TrainConfig, train_ensemble
 
@@ -103,7 +103,15 @@ def main() -> None:
     parser.add_argument("--steps-per-epoch", type=int, default=50)
     parser.add_argument("--ref-iters", type=int, default=DSAConfig().n_iters)
     parser.add_argument("--ref-lr", type=float, default=5e-3)  # DSA.DSA's default
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="accepted for `degen bench`; this benchmark runs on the CPU, where "
+        "its reference runs",
+    )
     args = parser.parse_args()
+    if resolve_device(args.device).type != "cpu":
+        print(f"--device {args.device}: this benchmark runs on the CPU only")
     config = DSAConfig()
     k = args.networks
     torch.set_num_threads(1)  # both sides single-threaded

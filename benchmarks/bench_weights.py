@@ -34,7 +34,7 @@ from degen.metrics.weights import (  # noqa: E402
     _n_cores,
     weight_distance_matrix,
 )
-from degen.model import Ensemble, ModelConfig  # noqa: E402
+from degen.model import Ensemble, ModelConfig, resolve_device  # noqa: E402
 from degen.tasks import make_task  # noqa: E402
 from degen.train import TrainConfig, train_ensemble  # noqa: E402
 
@@ -106,7 +106,15 @@ def main() -> None:
         help="also time degen alone on --all-networks",
     )
     parser.add_argument("--all-networks", type=int, default=50)
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="accepted for `degen bench`; this benchmark runs on the CPU, where "
+        "its reference runs",
+    )
     args = parser.parse_args()
+    if resolve_device(args.device).type != "cpu":
+        print(f"--device {args.device}: this benchmark runs on the CPU only")
     k, n = args.networks, args.hidden
     config = WeightDistanceConfig(tabu_iters=args.tabu_iters)
     workers = _n_cores()

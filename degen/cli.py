@@ -72,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
         help="sweeps/<profile>.yaml or a path (default: default)",
     )
     bench = sub.add_parser("bench", help="run the benchmark scripts")
-    bench.add_argument("--device", default="auto")
+    bench.add_argument(
+        "--device", default="auto", help="auto (CUDA when present), cpu or cuda[:i]"
+    )
     clean = sub.add_parser(
         "clean",
         help="list (or with --yes remove) the built book and executed notebooks",
@@ -128,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench(device: str) -> int:
+    from degen.model import resolve_device
+
+    resolve_device(device)  # a bad name stops here, before any script runs
     root = root_or_error()
     scripts = sorted((root / "benchmarks").glob("bench_*.py"))
     if not scripts:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from degen.config import from_dict, to_dict
+from degen.config import ConfigError, from_dict, to_dict
 from degen.metrics import behavior as behavior_metrics
 from degen.metrics import dynamics as dsa
 from degen.metrics import learning as learning_metrics
@@ -70,7 +70,18 @@ def default_store() -> Store:
     """``$DEGEN_RESULTS`` if set, else ``results/`` at the repository root
     (found from the working directory), else ``./results``."""
     if "DEGEN_RESULTS" in os.environ:
-        return Store(os.environ["DEGEN_RESULTS"])
+        folder = os.environ["DEGEN_RESULTS"]
+        if not folder.strip():
+            raise ConfigError(
+                "DEGEN_RESULTS is set but empty; set it to the results folder "
+                "or unset it to use results/ in the repository"
+            )
+        if Path(folder).exists() and not Path(folder).is_dir():
+            raise ConfigError(
+                f"DEGEN_RESULTS = {folder!r} is a file; it must name a folder "
+                "(it is created if missing)"
+            )
+        return Store(folder)
     root = repo_root() or Path.cwd()
     return Store(root / "results")
 
@@ -341,7 +352,8 @@ def _label(cond: Condition) -> str:
 
 def dsa_config_for(profile: Profile, task: str) -> dsa.DSAConfig:
     """The profile's DSA settings with the task's overrides applied."""
-    values = {**dataclasses.asdict(profile.dynamics), **profile.tasks[task].dynamics}
+    sweep = profile._sweep(task)  # names the profile's tasks if it lacks one
+    values = {**dataclasses.asdict(profile.dynamics), **sweep.dynamics}
     return from_dict(dsa.DSAConfig, values, where=f"tasks.{task}.dynamics")
 
 

@@ -9,6 +9,7 @@ measure. ``smoke`` is for the tests, ``default`` for a laptop CPU and
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -79,7 +80,17 @@ class Factor:
         check_choice("Factor", "row", self.row, ROWS)
         if not self.values:
             raise ConfigError("Factor.values is empty; give the values to sweep")
-        if len(set(map(repr, self.values))) != len(self.values):
+        for value in self.values:
+            # The notebooks plot and fit trends against the values.
+            number = isinstance(value, (int, float))
+            if not number or (isinstance(value, float) and not math.isfinite(value)):
+                raise ConfigError(
+                    f"Factor.values = {list(self.values)!r}: {value!r} is not a "
+                    "finite number or true/false; a factor's values are numbers "
+                    "that its degeneracy is plotted against"
+                )
+        # 1 and 1.0 (and true and 1) are one value.
+        if len({float(v) for v in self.values}) != len(self.values):
             raise ConfigError(
                 f"Factor.values = {list(self.values)!r} repeats a value; give "
                 "each value once"
@@ -219,6 +230,36 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in profiles_dir().glob("*.yaml"))
 
 
+class _RepeatedKey(Exception):
+    """A mapping in a profile names one key twice."""
+
+
+class _ProfileLoader(yaml.SafeLoader):
+    """Safe YAML with two changes that matter for sweep sizes: a number in
+    exponent form without a dot (``1e-3``) is a float, as in YAML 1.2 (PyYAML
+    follows YAML 1.1 and reads it as a string), and a key given twice in one
+    mapping is an error instead of the last one silently winning."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _RepeatedKey(
+                    f"key {key!r} is given twice (line {key_node.start_mark.line + 1});"
+                    " give each key once"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_ProfileLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def load_profile(name_or_path: str | os.PathLike) -> Profile:
     """A profile by name (``sweeps/<name>.yaml``) or by path to a YAML file."""
     if not isinstance(name_or_path, (str, os.PathLike)):
@@ -236,9 +277,11 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
         )
     with open(path) as f:
         try:
-            raw = yaml.safe_load(f)
+            raw = yaml.load(f, Loader=_ProfileLoader)
         except yaml.YAMLError as err:
             raise ConfigError(f"profile {path} is not valid YAML: {err}") from None
+        except _RepeatedKey as err:
+            raise ConfigError(f"profile {path}: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"profile {path} must be a YAML mapping, got {raw!r}")
     raw.setdefault("name", path.stem)
@@ -310,6 +353,16 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
                 f"{where}: tasks.{name}.factors = {sweep.factors!r}; give a "
                 "mapping of factor names to {field, values, row, label}"
             )
+        for fname in sweep.factors:
+            if not (
+                isinstance(fname, str)
+                and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", fname)
+            ):
+                raise ConfigError(
+                    f"{where}: tasks.{name}.factors has a factor named {fname!r}; "
+                    "a name is letters, digits and underscores, starting with a "
+                    "letter (it names the factor's notebook files)"
+                )
         factors = {
             fname: from_dict(
                 Factor, fraw, where=f"{where}: tasks.{name}.factors.{fname}"
@@ -328,10 +381,11 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
             )
         sweep = dataclasses.replace(sweep, factors=factors)
         if sweep.complexity:
-            factors = {
-                "complexity": Factor(f"task.{knob}", sweep.complexity),
-                **factors,
-            }
+            try:
+                knob_factor = Factor(f"task.{knob}", sweep.complexity)
+            except ConfigError as err:
+                raise ConfigError(f"{where}: tasks.{name}.complexity: {err}") from None
+            factors = {"complexity": knob_factor, **factors}
         # The task's own sizes, each checked as part of the config it changes.
         at = f"{where}: tasks.{name}"
         if sweep.n_networks is not None:

@@ -181,7 +181,7 @@ def test_profile_from_dict_leaves_its_input_alone():
         ),
         pytest.param(
             _flipflop(complexity=[1, "2"]),
-            ["tasks.flipflop.complexity.n_bits = '2'", "expected int"],
+            ["tasks.flipflop.complexity", "'2' is not a finite number"],
             id="complexity-wrong-type",
         ),
         pytest.param(
@@ -611,3 +611,87 @@ def test_a_task_override_is_checked_when_the_profile_is_built_by_hand():
         p.train_for("flipflop")
     with pytest.raises(ConfigError, match=r"task 'sine' is not in profile"):
         p.eval_for("sine")
+
+
+# -- input a new user gets wrong ----------------------------------------------
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_exponent_numbers_without_a_dot_are_floats(tmp_path):
+    text = "train: {lr: 1e-3}\ntasks: {flipflop: {complexity: [1]}}\n"
+    assert load_profile(_write(tmp_path, text)).train.lr == 1e-3
+
+
+def test_an_exponent_number_is_still_refused_where_an_integer_belongs(tmp_path):
+    text = "n_networks: 1e1\ntasks: {flipflop: {complexity: [1]}}\n"
+    with pytest.raises(ConfigError, match=r"n_networks = 10.0 .* expected int"):
+        load_profile(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    "text, key, line",
+    [
+        (
+            "n_networks: 2\nn_networks: 40\ntasks: {flipflop: {complexity: [1]}}\n",
+            "n_networks",
+            2,
+        ),
+        (
+            "tasks:\n  flipflop:\n    config: {n_steps: 10, n_steps: 20}\n"
+            "    complexity: [1]\n",
+            "n_steps",
+            3,
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path, text, key, line):
+    with pytest.raises(ConfigError) as info:
+        load_profile(_write(tmp_path, text))
+    message = str(info.value)
+    assert f"key {key!r} is given twice (line {line})" in message
+    assert "mine.yaml" in message
+
+
+@pytest.mark.parametrize("name", ["w/x y", "..", "1st", "a-b"])
+def test_factor_names_that_cannot_name_files_are_refused(name):
+    factor = {"field": "model.n_hidden", "values": [4, 8]}
+    message = _error(_flipflop(factors={name: factor}))
+    assert repr(name) in message and "letters, digits and underscores" in message
+
+
+@pytest.mark.parametrize(
+    "values, shown",
+    [(["standard", "mup"], "'standard'"), ([1.0, float("nan")], "nan")],
+)
+def test_factor_values_must_be_numbers(values, shown):
+    factor = {"field": "train.lr", "values": values}
+    message = _error(_flipflop(factors={"lr": factor}))
+    assert shown in message and "not a finite number" in message
+
+
+def test_factor_values_equal_as_numbers_are_one_value():
+    factor = {"field": "train.lr", "values": [1, 1.0]}
+    assert "repeats a value" in _error(_flipflop(factors={"lr": factor}))
+
+
+def test_dsa_config_for_a_task_not_in_the_profile_names_its_tasks():
+    p = profile_from_dict(_raw())
+    with pytest.raises(ConfigError, match=r"'sine' is not in profile.*flipflop"):
+        experiment.dsa_config_for(p, "sine")
+
+
+@pytest.mark.parametrize("kind", ["empty", "file"])
+def test_a_results_variable_that_names_no_folder_is_refused(
+    tmp_path, monkeypatch, kind
+):
+    value = " " if kind == "empty" else str(tmp_path / "a_file")
+    if kind == "file":
+        (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("DEGEN_RESULTS", value)
+    with pytest.raises(ConfigError, match="DEGEN_RESULTS"):
+        experiment.default_store()
