@@ -121,7 +121,7 @@ def notebook_jobs(
 # executed notebooks.
 BOOK_ROOT = "book/intro"
 BOOK_BEFORE = {"Background": ["book/methods"]}
-BOOK_AFTER = {"Results": ["book/choices"]}
+BOOK_AFTER = {"Results": ["book/choices", "book/performance"]}
 
 
 def book_toc(jobs: list[NotebookJob], root: Path) -> dict:

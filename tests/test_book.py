@@ -30,7 +30,7 @@ def test_the_toc_lists_exactly_the_executed_notebooks(name):
     generated = [f for f in _files(toc) if f.startswith("book/generated/")]
     assert generated == _notebooks(name)
     text_pages = [f for f in _files(toc) if not f.startswith("book/generated/")]
-    assert text_pages == ["book/methods", "book/choices"]
+    assert text_pages == ["book/methods", "book/choices", "book/performance"]
     assert toc["root"] == "book/intro"
     for page in [toc["root"], *text_pages]:
         assert (REPO / f"{page}.md").is_file()
@@ -57,6 +57,7 @@ def test_each_task_is_a_part_opening_with_its_task_page(name):
         "book/generated/complexity",
         "book/generated/summary",
         "book/choices",
+        "book/performance",
     ]
 
 
