@@ -57,6 +57,28 @@ def title_of(task, factor):
     return analysis.TASK_TITLES[task]  # one row per task and factor
 
 
+def show_levels(pairs, empty_text):
+    """The three levels against each (task, factor) of ``pairs``, one row of
+    panels each, then their directions and agreement with the paper."""
+    if not pairs:
+        display(Markdown(empty_text))
+        return
+    plots.level_grid(
+        [row_of(*p) for p in pairs],
+        [analysis.knob_label(prof, *p) for p in pairs],
+        [title_of(*p) for p in pairs],
+    )
+    plt.show()
+    flat = [r for p in pairs for r in row_of(*p)]
+    display(
+        Markdown(
+            analysis.direction_table(prof, flat)
+            + "\n\n"
+            + analysis.agreement_text(prof, flat)
+        )
+    )
+
+
 # %% [markdown]
 # ## Every task against its number of channels
 #
@@ -65,23 +87,7 @@ def title_of(task, factor):
 # behavior and dynamics **down** and weights **up**.
 
 # %% tags=["hide-input"]
-if knobs:
-    plots.level_grid(
-        [row_of(*p) for p in knobs],
-        [analysis.knob_label(prof, *p) for p in knobs],
-        [title_of(*p) for p in knobs],
-    )
-    plt.show()
-    flat = [r for p in knobs for r in row_of(*p)]
-    display(
-        Markdown(
-            analysis.direction_table(prof, flat)
-            + "\n\n"
-            + analysis.agreement_text(prof, flat)
-        )
-    )
-else:
-    display(Markdown("This profile sweeps no task's complexity knob."))
+show_levels(knobs, "This profile sweeps no task's complexity knob.")
 
 # %% [markdown]
 # ## A longer delay and an auxiliary output
@@ -97,23 +103,7 @@ else:
 # output's error, so behavior there compares two different losses.
 
 # %% tags=["hide-input"]
-if others:
-    plots.level_grid(
-        [row_of(*p) for p in others],
-        [analysis.knob_label(prof, *p) for p in others],
-        [title_of(*p) for p in others],
-    )
-    plt.show()
-    flat = [r for p in others for r in row_of(*p)]
-    display(
-        Markdown(
-            analysis.direction_table(prof, flat)
-            + "\n\n"
-            + analysis.agreement_text(prof, flat)
-        )
-    )
-else:
-    display(Markdown("This profile sweeps no other complexity factor."))
+show_levels(others, "This profile sweeps no other complexity factor.")
 
 # %% [markdown]
 # ## The networks' dynamics in two dimensions
