@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from trials import differs, gen
 
 from degen.model import Ensemble, ModelConfig
 from degen.tasks import TASKS, make_task, masked_mse
@@ -56,16 +57,6 @@ FIELD_CHANGES = [
     for task, changes in CHANGES.items()
     for field, value in sorted(changes.items())
 ]
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def differs(a, b):
-    mine, theirs = (a.inputs, a.targets, a.mask), (b.inputs, b.targets, b.mask)
-    pairs = zip(mine, theirs, strict=True)
-    return any(x.shape != y.shape or not torch.equal(x, y) for x, y in pairs)
 
 
 def test_every_registered_task_is_covered():

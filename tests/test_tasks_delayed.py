@@ -2,19 +2,10 @@ import dataclasses
 
 import pytest
 import torch
+from trials import gen
 
 from degen.config import ConfigError
 from degen.tasks import DelayedConfig, make_task, task_config
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def differs(a, b):
-    mine, theirs = (a.inputs, a.targets, a.mask), (b.inputs, b.targets, b.mask)
-    pairs = zip(mine, theirs, strict=True)
-    return any(x.shape != y.shape or not torch.equal(x, y) for x, y in pairs)
 
 
 def pulses(trace):

@@ -2,20 +2,11 @@ import dataclasses
 
 import pytest
 import torch
+from trials import gen
 
 from degen.config import ConfigError
 from degen.tasks import PathConfig, make_task, task_config
 from degen.tasks.path import reflect
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def differs(a, b):
-    mine, theirs = (a.inputs, a.targets, a.mask), (b.inputs, b.targets, b.mask)
-    pairs = zip(mine, theirs, strict=True)
-    return any(x.shape != y.shape or not torch.equal(x, y) for x, y in pairs)
 
 
 def given_velocity(inputs, config):
