@@ -29,11 +29,10 @@ import time
 
 import numpy as np
 import torch
+from _shared import load, trained_flipflop
 
 from degen.metrics.dynamics import DSAConfig, dsa, procrustes_vf
-from degen.model import Ensemble, ModelConfig, resolve_device
-from degen.tasks import make_task
-from degen.train import TrainConfig, train_ensemble
+from degen.model import resolve_device
 
 try:
     from DSA import DSA as ReferenceDSA
@@ -49,15 +48,7 @@ TOL = 1e-3  # "no worse" allows this much in the squared objective
 
 def hidden_states(k, n, epochs, steps, trials, seed=0):
     """[k, trials, time, n] states of an ensemble trained ``epochs * steps``."""
-    task = make_task("flipflop", {"n_bits": 3})
-    model = Ensemble(ModelConfig(n), task.n_inputs, task.n_outputs, range(k))
-    config = TrainConfig(batch_size=32, steps_per_epoch=steps, max_epochs=epochs)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 5x faster than two threads on a busy 2-core machine
-    try:
-        train_ensemble(model, task, config, threshold=1e-12)
-    finally:
-        torch.set_num_threads(threads)
+    task, model = trained_flipflop(k, n, epochs, steps)
     batch = task.sample(trials, torch.Generator().manual_seed(seed))
     _, hidden = model.run(batch.inputs)
     return hidden.double().numpy()
@@ -87,10 +78,6 @@ def reference_pairs(ops, pairs, iters, lr):
     return np.array(
         [objective(ops[i], ops[j], c) for (i, j), c in zip(pairs, values, strict=True)]
     ), seconds
-
-
-def load() -> str:
-    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _shared import load, trained_flipflop  # noqa: E402
 from scipy.optimize import quadratic_assignment  # noqa: E402
 
 from degen.metrics.weights import (  # noqa: E402
@@ -34,23 +35,13 @@ from degen.metrics.weights import (  # noqa: E402
     _n_cores,
     weight_distance_matrix,
 )
-from degen.model import Ensemble, ModelConfig, resolve_device  # noqa: E402
-from degen.tasks import make_task  # noqa: E402
-from degen.train import TrainConfig, train_ensemble  # noqa: E402
+from degen.model import resolve_device  # noqa: E402
 
 
 def trained_weights(k: int, n: int, epochs: int, steps: int) -> np.ndarray:
     """``w_h`` [k, n, n] of an ensemble trained for ``epochs * steps`` steps."""
-    task = make_task("flipflop", {"n_bits": 3})
-    model = Ensemble(ModelConfig(n), task.n_inputs, task.n_outputs, range(k))
-    config = TrainConfig(batch_size=32, steps_per_epoch=steps, max_epochs=epochs)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 5x faster than two threads on a busy 2-core machine
-    try:
-        result = train_ensemble(model, task, config, threshold=1e-12)
-    finally:
-        torch.set_num_threads(threads)
-    return result.final["w_h"].double().numpy()
+    _, model = trained_flipflop(k, n, epochs, steps)
+    return model.w_h.detach().double().numpy()
 
 
 def faq5(a: np.ndarray, b: np.ndarray, seed: int) -> float:
@@ -85,10 +76,6 @@ def ours(w: np.ndarray, config: WeightDistanceConfig) -> tuple[np.ndarray, float
     wall = time.perf_counter() - start
     i, j = np.triu_indices(len(w), 1)
     return dist_kxk[i, j], wall
-
-
-def load() -> str:
-    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
