@@ -7,6 +7,7 @@ page shows and the summary table's arrows come from one computation.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,11 @@ LEVELS = ("behavior", "dynamics", "weights")
 # Feature-learning diagnostics, measured along a factor like a level: the
 # mean over networks of each one's weight change or kernel alignment.
 DIAGNOSTICS = ("weight_change", "kernel_alignment")
+# Two more measures along a factor: the mean OOD loss (the paper reports it
+# rising with feature learning) and SVCCA, the representational control
+# beside DSA (1 - mean canonical correlation, averaged over pairs).
+EXTRA_LEVELS = ("mean_ood_loss", "representation")
+MEASURES = LEVELS + DIAGNOSTICS + EXTRA_LEVELS
 
 
 @dataclass
@@ -55,10 +61,8 @@ def measure(
 ) -> LevelResult:
     """Compute (or load) ``level`` for every condition of ``task`` along
     ``factor`` and summarise it with bootstrap intervals over networks."""
-    if level not in LEVELS + DIAGNOSTICS:
-        raise ValueError(
-            f"level = {level!r}; valid levels: {list(LEVELS + DIAGNOSTICS)}"
-        )
+    if level not in MEASURES:
+        raise ValueError(f"level = {level!r}; valid levels: {list(MEASURES)}")
     store = store or experiment.default_store()
     conds = experiment.conditions(profile, task, factor)
     eval_config = profile.eval_for(task)
@@ -72,6 +76,11 @@ def measure(
             losses = r["ood_loss"][r["usable"]]
             values.append(losses.std() if losses.size >= 2 else np.nan)
             reps.append(stats.bootstrap_sd(losses, n_boot, seed=i))
+        elif level == "mean_ood_loss":
+            r = experiment.behavior(trained, eval_config, store)
+            losses = r["ood_loss"][r["usable"]]
+            values.append(losses.mean() if losses.size >= 2 else np.nan)
+            reps.append(stats.bootstrap_mean(losses, n_boot, seed=i))
         elif level in DIAGNOSTICS:
             r = experiment.learning(trained, profile.probe, store)
             per_net = r[level][r["usable"]]
@@ -81,6 +90,9 @@ def measure(
             if level == "dynamics":
                 cfg = experiment.dsa_config_for(profile, task)
                 r = experiment.dynamics(trained, eval_config, cfg, store)
+            elif level == "representation":
+                cfg = profile.representation
+                r = experiment.representation(trained, eval_config, cfg, store)
             else:
                 cfg = experiment.weights_config_for(profile, task, factor)
                 r = experiment.weights(trained, cfg, store)
@@ -104,7 +116,7 @@ def measure(
         lo=bounds[:, 0],
         hi=bounds[:, 1],
         n_usable=np.asarray(usable),
-        n_networks=len(profile.seeds_for(task)),
+        n_networks=len(profile.seeds_for(task, factor)),
         replicates=reps,
         per_condition=raw,
         trend=trend,
@@ -351,3 +363,157 @@ def agreement_text(profile: Profile, results: list[LevelResult]) -> str:
         text += " **Not measured** (fewer than two conditions with two converged "
         text += "networks): " + "; ".join(name(r) for r in missing) + "."
     return text
+
+
+# -- the paper's table: one cell per factor row and level ---------------------
+
+ROW_TITLES = {
+    "complexity": "task complexity",
+    "feature_learning": "feature learning (γ, muP)",
+    "width": "width (muP)",
+    "regularization": "regularization (λ)",
+}
+# The paper's reading of dynamics against weights for each row: covariant
+# when they move together, contravariant when they move apart.
+READINGS = {"same": "covariant", "opposite": "contravariant"}
+
+
+@dataclass
+class Cell:
+    """One cell of the paper's table: a level along every factor of one row,
+    over every task that sweeps such a factor, pooled."""
+
+    row: str
+    level: str
+    results: list  # the LevelResults pooled
+    slopes: np.ndarray  # pooled relative slope replicates [n_boot]
+    trend: dict  # median, lo, hi, direction of the pooled slope
+    expected: str
+
+    @property
+    def measured(self) -> bool:
+        return bool(np.isfinite(self.trend["slope"]))
+
+    @property
+    def agrees(self) -> bool:
+        return self.measured and self.trend["direction"] == self.expected
+
+    @property
+    def mark(self) -> str:
+        """✓ agrees, ✗ opposite, – no clear direction, blank not measured."""
+        if not self.measured:
+            return ""
+        if self.agrees:
+            return "✓"
+        return "–" if self.trend["direction"] == "unclear" else "✗"
+
+
+def relative_slopes(r: LevelResult) -> np.ndarray | None:
+    """``r``'s scale-free slope replicates (see :func:`stats.relative_slopes`)
+    over the values with a measure, or None when fewer than two have one."""
+    finite = np.isfinite(r.value)
+    if np.unique(r.x[finite]).size < 2:
+        return None
+    return stats.relative_slopes(r.x[finite], r.replicates[finite])
+
+
+def pooled_cell(row: str, level: str, results: list[LevelResult]) -> Cell:
+    """Pool ``results`` (one level along the factors of one row) into a cell.
+
+    Each result's slope is made scale-free (log of the measure against the
+    position of the value in its sweep, see :func:`stats.relative_slopes`) so
+    that tasks and factors on different scales can be averaged; the cell's
+    slope is their mean, replicate by replicate, so its 95% interval still
+    resamples networks. Results without a measured trend are left out.
+    """
+    slopes = [s for s in map(relative_slopes, results) if s is not None]
+    if len({s.size for s in slopes}) > 1:
+        raise ValueError(
+            f"the results pooled into the {row} x {level} cell have "
+            f"{sorted({s.size for s in slopes})} bootstrap replicates; measure "
+            "them all with one n_boot"
+        )
+    if slopes:
+        stacked = np.stack(slopes)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN replicate
+            pooled = np.nanmean(stacked, axis=0)
+        trend = stats.direction(pooled)
+    else:
+        pooled = np.full(1, np.nan)
+        nan = float("nan")
+        trend = {"slope": nan, "lo": nan, "hi": nan, "direction": "unclear"}
+    return Cell(row, level, results, pooled, trend, stats.EXPECTED[row][level])
+
+
+def paper_table(profile: Profile, results: dict) -> dict[tuple[str, str], Cell]:
+    """The cells of the paper's table measured in ``profile``: ``results``
+    maps (task, factor, level) to a :class:`LevelResult`; a row none of whose
+    factors is swept gives cells that are not measured."""
+    cells = {}
+    for row in ROW_TITLES:
+        for level in LEVELS:
+            pooled = [
+                r
+                for (task, factor, lvl), r in results.items()
+                if lvl == level and profile.factor(task, factor).row == row
+            ]
+            cells[row, level] = pooled_cell(row, level, pooled)
+    return cells
+
+
+def paper_table_markdown(cells: dict[tuple[str, str], Cell]) -> str:
+    """The 4 x 3 table: each cell the measured direction, the pooled slope
+    with its 95% interval, the mark for agreement and the paper's direction."""
+    rows = [
+        "| factor increased | " + " | ".join(LEVELS) + " |",
+        "|---" * (len(LEVELS) + 1) + "|",
+    ]
+    for row, title in ROW_TITLES.items():
+        texts = []
+        for level in LEVELS:
+            c = cells[row, level]
+            paper = f"paper {ARROWS[c.expected]}"
+            if not c.measured:
+                texts.append(f"not measured ({paper})")
+                continue
+            t = c.trend
+            texts.append(
+                f"{c.mark} {ARROWS[t['direction']]} {t['slope']:+.2f} "
+                f"[{t['lo']:+.2f}, {t['hi']:+.2f}] ({paper})"
+            )
+        rows.append(f"| {title} | " + " | ".join(texts) + " |")
+    return "\n".join(rows)
+
+
+def agreement_count(cells: dict[tuple[str, str], Cell]) -> tuple[int, int]:
+    """(cells that agree with the paper, cells measured)."""
+    measured = [c for c in cells.values() if c.measured]
+    return sum(c.agrees for c in measured), len(measured)
+
+
+def covariation(cells: dict[tuple[str, str], Cell]) -> list[dict]:
+    """For each row: whether dynamics and weights move together (covariant)
+    or apart (contravariant) as the factor rises, measured and in the paper,
+    and the share of bootstrap replicates whose pooled slopes share a sign."""
+    out = []
+    for row in ROW_TITLES:
+        dyn, wts = cells[row, "dynamics"], cells[row, "weights"]
+        paper = "same" if dyn.expected == wts.expected else "opposite"
+        entry = {"row": row, "paper": READINGS[paper], "measured": "not measured"}
+        entry["same_sign_share"] = float("nan")
+        if dyn.measured and wts.measured:
+            n = min(dyn.slopes.size, wts.slopes.size)
+            a, b = dyn.slopes[:n], wts.slopes[:n]
+            ok = np.isfinite(a) & np.isfinite(b)
+            if ok.any():
+                same_sign = np.sign(a[ok]) == np.sign(b[ok])
+                entry["same_sign_share"] = float(same_sign.mean())
+            directions = {dyn.trend["direction"], wts.trend["direction"]}
+            if "unclear" in directions:
+                entry["measured"] = "undetermined"
+            else:
+                same = dyn.trend["direction"] == wts.trend["direction"]
+                entry["measured"] = READINGS["same" if same else "opposite"]
+        out.append(entry)
+    return out

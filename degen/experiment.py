@@ -23,6 +23,7 @@ from degen.config import ConfigError, from_dict, to_dict
 from degen.metrics import behavior as behavior_metrics
 from degen.metrics import dynamics as dsa
 from degen.metrics import learning as learning_metrics
+from degen.metrics import representation as svcca
 from degen.metrics import weights as wdist
 from degen.model import Ensemble, ModelConfig, resolve_device
 from degen.profile import EvalConfig, ProbeConfig, Profile, apply_factor, repo_root
@@ -98,7 +99,7 @@ def condition(profile: Profile, task: str, value, factor: str = "complexity"):
         value,
         where=f"tasks.{task}.{factor}",
     )
-    return Condition(task, config, model, train, profile.seeds_for(task))
+    return Condition(task, config, model, train, profile.seeds_for(task, factor))
 
 
 def conditions(profile: Profile, task: str, factor: str = "complexity"):
@@ -259,6 +260,39 @@ def dynamics(
     return _cached(store, "dynamics", config, compute)
 
 
+def representation(
+    trained: Trained,
+    eval_config: EvalConfig,
+    config: svcca.SVCCAConfig,
+    store: Store | None = None,
+):
+    """SVCCA distances (1 - mean canonical correlation) between the usable
+    networks' hidden states on the fixed trials: where the states sit, up to
+    a linear map, beside DSA's how they move (see
+    :mod:`degen.metrics.representation`)."""
+    store = store or default_store()
+    key_config = {
+        "ensemble": trained.key,
+        "eval": to_dict(eval_config),
+        "svcca": to_dict(config),
+    }
+
+    def compute():
+        start = time.perf_counter()
+        usable = trained.usable
+        states = hidden_states(trained, eval_config, 0)[usable]
+        if states.shape[0] < 2:
+            k = states.shape[0]
+            distances = np.full((k, k), np.nan)
+        else:
+            distances = svcca.svcca_distances(states, config)
+        arrays = {"distances": distances, "usable": usable}
+        return {"arrays": arrays, "meta": {"wall_time_s": time.perf_counter() - start}}
+
+    _warn_if_too_few(trained, "SVCCA")
+    return _cached(store, "representation", key_config, compute)
+
+
 def weights(
     trained: Trained,
     config: wdist.WeightDistanceConfig,
@@ -346,8 +380,17 @@ def _warn_if_too_few(trained: Trained, what: str) -> None:
 
 
 def _label(cond: Condition) -> str:
+    """A condition's complexity knob, and the model and regularizer settings
+    that differ from the standard, unregularized model, for logs and warnings."""
     knob = TASKS[cond.task][1].complexity
-    return f"{knob}={getattr(cond.task_config, knob)}"
+    parts = [f"{knob}={getattr(cond.task_config, knob)}"]
+    if cond.model.parameterization != "standard":
+        parts.append(f"{cond.model.parameterization} gamma={cond.model.gamma:g}")
+    parts.append(f"n={cond.model.n_hidden}")
+    for name in ("nuclear_lambda", "l1_lambda"):
+        if getattr(cond.train, name):
+            parts.append(f"{name}={getattr(cond.train, name):g}")
+    return " ".join(parts)
 
 
 def dsa_config_for(profile: Profile, task: str) -> dsa.DSAConfig:
@@ -385,6 +428,7 @@ __all__ = [
     "learning",
     "make_task",
     "probe_batch",
+    "representation",
     "weights",
     "weights_config_for",
 ]

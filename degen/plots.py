@@ -13,6 +13,8 @@ LEVEL_COLORS = {
     "weights": "#7570b3",
     "weight_change": "#e7298a",
     "kernel_alignment": "#66a61e",
+    "mean_ood_loss": "#1b9e77",
+    "representation": "#a6761d",
 }
 LEVEL_TITLES = {
     "behavior": "Behavioral degeneracy (s.d. of OOD loss)",
@@ -20,6 +22,8 @@ LEVEL_TITLES = {
     "weights": "Weight degeneracy (mean permutation distance)",
     "weight_change": "Weight change (mean of ||W_T - W_0||_F)",
     "kernel_alignment": "Kernel alignment (mean, NTK end vs start)",
+    "mean_ood_loss": "Mean OOD loss (over networks)",
+    "representation": "Representational degeneracy (mean SVCCA distance)",
 }
 
 

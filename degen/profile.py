@@ -19,6 +19,7 @@ import yaml
 
 from degen.config import ConfigError, check_choice, check_range, from_dict
 from degen.metrics.dynamics import DSAConfig
+from degen.metrics.representation import SVCCAConfig
 from degen.metrics.weights import WeightDistanceConfig
 from degen.model import ModelConfig
 from degen.tasks import TASKS, task_config
@@ -61,6 +62,17 @@ class ProbeConfig:
         check_range("ProbeConfig", "seed", self.seed, 0)
 
 
+def _split_field(where: str, name) -> tuple[str, str]:
+    """``"model.gamma"`` as ``("model", "gamma")``, or a ConfigError."""
+    section, _, field_name = str(name).partition(".")
+    if not isinstance(name, str) or section not in SWEPT_SECTIONS or not field_name:
+        raise ConfigError(
+            f"{where} = {name!r}; give '<section>.<field>' with section one of "
+            f"{list(SWEPT_SECTIONS)}"
+        )
+    return section, field_name
+
+
 @dataclass(frozen=True)
 class Factor:
     """One swept factor: a config field and the values it takes."""
@@ -69,14 +81,28 @@ class Factor:
     values: tuple = ()
     row: str = "complexity"  # the row of the paper's table it tests
     label: str = ""  # axis label; the field name when empty
+    # Fields set for every value of this factor, before the swept one, e.g.
+    # {"model.parameterization": "mup"} for a sweep of gamma.
+    base: dict = field(default_factory=dict)
+    # Networks per condition along this factor; the task's when None.
+    n_networks: int | None = None
 
     def __post_init__(self):
-        section, _, name = self.field.partition(".")
-        if section not in SWEPT_SECTIONS or not name:
+        _split_field("Factor.field", self.field)
+        if not isinstance(self.base, dict):
             raise ConfigError(
-                f"Factor.field = {self.field!r}; give '<section>.<field>' with "
-                f"section one of {list(SWEPT_SECTIONS)}"
+                f"Factor.base = {self.base!r}; give a mapping of "
+                "'<section>.<field>' to the value it takes for this factor"
             )
+        if self.n_networks is not None:
+            check_range("Factor", "n_networks", self.n_networks, 2)
+        for key in self.base:
+            _split_field("Factor.base", key)
+            if key == self.field:
+                raise ConfigError(
+                    f"Factor.base sets {key!r}, the field the factor sweeps; "
+                    "remove it from base"
+                )
         check_choice("Factor", "row", self.row, ROWS)
         if not self.values:
             raise ConfigError("Factor.values is empty; give the values to sweep")
@@ -137,7 +163,11 @@ class Profile:
     dynamics: DSAConfig = DSAConfig()
     weights: WeightDistanceConfig = WeightDistanceConfig()
     probe: ProbeConfig = ProbeConfig()
+    representation: SVCCAConfig = SVCCAConfig()
     tasks: dict[str, TaskSweep] = field(default_factory=dict)
+    # Factors swept for every task (the profile's top-level ``factors:``),
+    # after each task's complexity knob and before its own factors.
+    shared_factors: dict[str, Factor] = field(default_factory=dict)
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -151,10 +181,13 @@ class Profile:
             )
         return self.tasks[task]
 
-    def seeds_for(self, task: str) -> tuple[int, ...]:
-        """The network seeds of ``task``: the profile's, or as many as the
-        task's own ``n_networks`` asks for."""
+    def seeds_for(self, task: str, factor: str | None = None) -> tuple[int, ...]:
+        """The network seeds of ``task`` (along ``factor``, when given): as
+        many as the factor's ``n_networks``, else the task's, else the
+        profile's."""
         n = self._sweep(task).n_networks
+        if factor is not None and self.factor(task, factor).n_networks is not None:
+            n = self.factor(task, factor).n_networks
         return self.seeds if n is None else tuple(range(self.seed, self.seed + n))
 
     def train_for(self, task: str) -> TrainConfig:
@@ -174,6 +207,7 @@ class Profile:
         if sweep.complexity:
             knob = TASKS[task][1].complexity
             factors["complexity"] = Factor(f"task.{knob}", sweep.complexity)
+        factors.update(self.shared_factors)
         factors.update(sweep.factors)
         return factors
 
@@ -203,6 +237,7 @@ _SECTIONS = {
     "dynamics": DSAConfig,
     "weights": WeightDistanceConfig,
     "probe": ProbeConfig,
+    "representation": SVCCAConfig,
 }
 
 
@@ -297,37 +332,69 @@ def apply_factor(
     value,
     where: str = "profile",
 ):
-    """The (task config, model, train) with ``factor`` set to ``value``."""
+    """The (task config, model, train) with ``factor``'s base fields set and
+    its swept field set to ``value``."""
+    settings = {**factor.base, factor.field: value}
     task_values = dict(task_values)
-    if factor.section == "task":
-        task_values[factor.name] = value
-        return task_config(task, task_values, where=where), model, train
-    elif factor.section == "model":
-        model = from_dict(
-            ModelConfig, {**dataclasses.asdict(model), factor.name: value}, where=where
-        )
-    else:
-        train = from_dict(
-            TrainConfig, {**dataclasses.asdict(train), factor.name: value}, where=where
-        )
-    return task_config(task, task_values), model, train
+    changes = {"model": {}, "train": {}}
+    for key, setting in settings.items():
+        section, name = _split_field(where, key)
+        if section == "task":
+            task_values[name] = setting
+        else:
+            changes[section][name] = setting
+    if changes["model"]:
+        model = _merged(ModelConfig, model, changes["model"], where)
+    if changes["train"]:
+        train = _merged(TrainConfig, train, changes["train"], where)
+    return task_config(task, task_values, where=where), model, train
 
 
 def _check_factor_value(raw, task, sweep, train, factor, value, where) -> None:
     cls = {"task": TASKS[task][0], "model": ModelConfig, "train": TrainConfig}
-    names = [f.name for f in dataclasses.fields(cls[factor.section])]
-    if factor.name not in names:
-        raise ConfigError(
-            f"{where}: field = {factor.field!r} is not a field of "
-            f"{cls[factor.section].__name__}; valid: {names}"
-        )
+    for key in (*factor.base, factor.field):
+        section, name = _split_field(where, key)
+        names = [f.name for f in dataclasses.fields(cls[section])]
+        if name not in names:
+            raise ConfigError(
+                f"{where}: field = {key!r} is not a field of "
+                f"{cls[section].__name__}; valid: {names}"
+            )
     apply_factor(task, sweep.config, raw["model"], train, factor, value, where=where)
+
+
+def _factors_from(raw, where: str, task: str = "<task>") -> dict[str, Factor]:
+    """Named factors from a ``factors:`` mapping (of ``task``, when given)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{where} = {raw!r}; give a mapping of factor names to "
+            "{field, values, row, label, base}"
+        )
+    for fname in raw:
+        if not (
+            isinstance(fname, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", fname)
+        ):
+            raise ConfigError(
+                f"{where} has a factor named {fname!r}; a name is letters, "
+                "digits and underscores, starting with a letter (it names the "
+                "factor's notebook files)"
+            )
+        if fname == "complexity":
+            raise ConfigError(
+                f"{where} names 'complexity'; set tasks.{task}.complexity to the "
+                "values of the task's complexity knob instead"
+            )
+    return {
+        fname: from_dict(Factor, fraw, where=f"{where}.{fname}")
+        for fname, fraw in raw.items()
+    }
 
 
 def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
     """Build and validate a :class:`Profile` from a plain mapping."""
     raw = dict(raw)
-    valid = [f.name for f in dataclasses.fields(Profile)]
+    valid = [f.name for f in dataclasses.fields(Profile) if f.name != "shared_factors"]
+    valid.append("factors")
     unknown = sorted(set(raw) - set(valid))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {valid}")
@@ -336,6 +403,9 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
             raise ConfigError(f"{where}: missing key {key!r}")
     for key, cls in _SECTIONS.items():
         raw[key] = from_dict(cls, raw.get(key), where=f"{where}: {key}")
+    # The top-level ``factors:`` are swept for every task.
+    shared = _factors_from(raw.pop("factors", None) or {}, f"{where}: factors")
+    raw["shared_factors"] = shared
     tasks_raw = raw["tasks"]
     if not isinstance(tasks_raw, dict) or not tasks_raw:
         raise ConfigError(
@@ -348,38 +418,20 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
         # An unknown task or a bad value stops here.
         task_config(name, sweep.config, where=f"{where}: tasks.{name}.config")
         knob = TASKS[name][1].complexity
-        if not isinstance(sweep.factors, dict):
+        own = _factors_from(sweep.factors, f"{where}: tasks.{name}.factors", name)
+        twice = sorted(set(own) & set(shared))
+        if twice:
             raise ConfigError(
-                f"{where}: tasks.{name}.factors = {sweep.factors!r}; give a "
-                "mapping of factor names to {field, values, row, label}"
+                f"{where}: tasks.{name}.factors names {twice}, already swept for "
+                "every task by the profile's factors; give each name once"
             )
-        for fname in sweep.factors:
-            if not (
-                isinstance(fname, str)
-                and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", fname)
-            ):
-                raise ConfigError(
-                    f"{where}: tasks.{name}.factors has a factor named {fname!r}; "
-                    "a name is letters, digits and underscores, starting with a "
-                    "letter (it names the factor's notebook files)"
-                )
-        factors = {
-            fname: from_dict(
-                Factor, fraw, where=f"{where}: tasks.{name}.factors.{fname}"
-            )
-            for fname, fraw in sweep.factors.items()
-        }
-        if "complexity" in factors:
-            raise ConfigError(
-                f"{where}: tasks.{name}.factors names 'complexity'; set "
-                f"tasks.{name}.complexity to the values of {knob!r} instead"
-            )
+        factors = {**shared, **own}
         if not sweep.complexity and not factors:
             raise ConfigError(
                 f"{where}: tasks.{name} sweeps nothing; give complexity (the "
                 f"values of {knob!r}) or factors"
             )
-        sweep = dataclasses.replace(sweep, factors=factors)
+        sweep = dataclasses.replace(sweep, factors=own)
         if sweep.complexity:
             try:
                 knob_factor = Factor(f"task.{knob}", sweep.complexity)
@@ -399,9 +451,10 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
                 )
         dsa_values = {**dataclasses.asdict(raw["dynamics"]), **sweep.dynamics}
         dsa = from_dict(DSAConfig, dsa_values, where=f"{where}: tasks.{name}.dynamics")
-        widths = [raw["model"].n_hidden] + [
-            v for f in factors.values() if f.field == "model.n_hidden" for v in f.values
-        ]
+        widths = [raw["model"].n_hidden]
+        for f in factors.values():
+            widths += list(f.values) if f.field == "model.n_hidden" else []
+            widths += [f.base["model.n_hidden"]] if "model.n_hidden" in f.base else []
         if dsa.rank > dsa.n_delays * min(widths):
             raise ConfigError(
                 f"{where}: tasks.{name}: dynamics rank = {dsa.rank} exceeds the "

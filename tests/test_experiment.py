@@ -265,7 +265,7 @@ def test_unconverged_condition_gives_nan_with_a_warning(store):
     trained = experiment.get_trained(cond, store)
     assert trained.n_usable == 0
 
-    message = r"only 0 of 3 networks of flipflop n_bits=1 converged"
+    message = r"only 0 of 3 networks of flipflop n_bits=1 n=6 converged"
     with pytest.warns(UserWarning, match=message + "; the behavioral spread"):
         b = experiment.behavior(trained, profile.eval, store)
     assert math.isnan(b["meta"]["sd"]) and b["meta"]["n"] == 0
