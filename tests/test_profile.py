@@ -69,7 +69,10 @@ def test_smoke_profile_loads():
     assert list(p.tasks) == ["flipflop", "sine", "delayed", "path"]
     assert p.values("flipflop") == (1, 2)
     assert p.tasks["flipflop"].config["threshold"] == 1.5
-    assert list(p.factors("delayed")) == ["complexity", "aux"]
+    assert list(p.factors("delayed")) == ["complexity", "aux", "nuclear"]
+    # One factor of each row of the paper's table.
+    rows = {spec.row for t in p.tasks for spec in p.factors(t).values()}
+    assert rows == {"complexity", "feature_learning", "width", "regularization"}
 
 
 def test_default_profile_loads():
@@ -93,6 +96,27 @@ def test_default_profile_loads():
     base = experiment.condition(p, "delayed", 1)
     assert experiment.condition(p, "delayed", 20, "delay") == base
     assert experiment.condition(p, "delayed", False, "aux") == base
+    assert experiment.condition(p, "delayed", 0, "nuclear") == base
+    # Feature learning and width on every task, under muP; gamma = 1 is the
+    # 64-unit condition of the width sweep.
+    for task in p.tasks:
+        assert p.values(task, "gamma") == (0.5, 1, 2)
+        assert p.values(task, "width") == (32, 64, 128)
+        gamma_1 = experiment.condition(p, task, 1, "gamma")
+        assert gamma_1 == experiment.condition(p, task, 64, "width")
+        assert gamma_1.model.parameterization == "mup"
+        assert experiment.condition(p, task, p.values(task)[0]).model == p.model
+
+
+def test_paper_profile_sweeps_every_factor_on_every_task():
+    p = load_profile("paper")
+    assert (p.n_networks, p.model.n_hidden) == (50, 128)
+    for task in p.tasks:
+        rows = {spec.row for spec in p.factors(task).values()}
+        assert rows == {"complexity", "feature_learning", "width", "regularization"}
+    widths = p.values("flipflop", "width")
+    assert len(widths) == 12 and (min(widths), max(widths)) == (32, 512)
+    assert experiment.condition(p, "flipflop", 32, "width").task_config.n_bits == 3
 
 
 def test_shipped_profiles_are_available():
