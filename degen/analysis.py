@@ -136,7 +136,7 @@ def knob_label(profile: Profile, task: str, factor: str) -> str:
     spec = profile.factor(task, factor)
     if spec.label:
         return spec.label
-    return KNOB_LABELS.get((task, spec.name), spec.name)
+    return KNOB_LABELS.get((task, spec.name), FIELD_LABELS.get(spec.field, spec.name))
 
 
 KNOB_LABELS = {
@@ -146,6 +146,14 @@ KNOB_LABELS = {
     ("delayed", "delay_max"): "longest delay (steps)",
     ("delayed", "aux_output"): "auxiliary output",
     ("path", "n_dims"): "dimensions",
+}
+
+# Model and training fields any task can sweep.
+FIELD_LABELS = {
+    "model.gamma": "γ (feature learning)",
+    "model.n_hidden": "width (units)",
+    "train.nuclear_lambda": "λ (nuclear norm of W_h)",
+    "train.l1_lambda": "λ (L1 of W_h)",
 }
 
 TASK_TITLES = {
@@ -473,13 +481,13 @@ def paper_table_markdown(cells: dict[tuple[str, str], Cell]) -> str:
         texts = []
         for level in LEVELS:
             c = cells[row, level]
-            paper = f"paper {ARROWS[c.expected]}"
+            paper = f"paper {c.expected}"
             if not c.measured:
                 texts.append(f"not measured ({paper})")
                 continue
             t = c.trend
             texts.append(
-                f"{c.mark} {ARROWS[t['direction']]} {t['slope']:+.2f} "
+                f"{c.mark} {t['direction']} {t['slope']:+.2f} "
                 f"[{t['lo']:+.2f}, {t['hi']:+.2f}] ({paper})"
             )
         rows.append(f"| {title} | " + " | ".join(texts) + " |")

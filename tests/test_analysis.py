@@ -237,7 +237,7 @@ def test_task_conditions_list_a_shared_condition_once():
         "N (channels) = 1",
         "N (channels) = 2",
         "longest delay (steps) = 40",
-        "n_hidden = 8",
+        "width (units) = 8",
     ]
     assert entries[2].condition.task_config.delay_max == 40
 

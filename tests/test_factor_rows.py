@@ -255,13 +255,16 @@ def test_the_paper_table_pools_every_task_and_marks_each_cell():
     lines = analysis.paper_table_markdown(cells).splitlines()
     assert len(lines) == 6
     assert lines[2] == (
-        "| task complexity | ✓ ↓ -0.40 [-0.40, -0.40] (paper ↓) "
-        "| ✓ ↓ -0.40 [-0.40, -0.40] (paper ↓) | ✓ ↑ +0.40 [+0.40, +0.40] (paper ↑) |"
+        "| task complexity | ✓ down -0.40 [-0.40, -0.40] (paper down) "
+        "| ✓ down -0.40 [-0.40, -0.40] (paper down) "
+        "| ✓ up +0.40 [+0.40, +0.40] (paper up) |"
     )
-    assert lines[4].startswith("| width (muP) | ✓ ↓ -0.10 [-0.10, -0.10]")
+    assert lines[4].startswith("| width (muP) | ✓ down -0.10 [-0.10, -0.10]")
     assert (
         lines[5]
-        == "| regularization (λ) | " + " | ".join(["not measured (paper ↓)"] * 3) + " |"
+        == "| regularization (λ) | "
+        + " | ".join(["not measured (paper down)"] * 3)
+        + " |"
     )
     assert analysis.agreement_count(cells) == (9, 9)
 
@@ -271,10 +274,10 @@ def test_the_table_and_count_change_with_the_results():
     after = analysis.paper_table(TABLE, _results(width=(-0.1, -0.4, 0.6)))
     old, new = (analysis.paper_table_markdown(c).splitlines() for c in (before, after))
     assert [i for i in range(6) if old[i] != new[i]] == [4]
-    assert new[4].endswith("| ✗ ↑ +0.60 [+0.60, +0.60] (paper ↓) |")
+    assert new[4].endswith("| ✗ up +0.60 [+0.60, +0.60] (paper down) |")
     assert analysis.agreement_count(after) == (8, 9)
     unclear = analysis.paper_table(TABLE, _results(width=(-0.1, 0.0, -0.6)))
-    assert "| – – +0.00 [+0.00, +0.00] (paper ↓) |" in (
+    assert "| – unclear +0.00 [+0.00, +0.00] (paper down) |" in (
         analysis.paper_table_markdown(unclear)
     )
     assert analysis.agreement_count(unclear) == (8, 9)
