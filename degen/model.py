@@ -132,6 +132,15 @@ def recurrence_reference(
     return torch.stack(states, dim=2)
 
 
+def _tanh(x: torch.Tensor, out: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    """``tanh(x)`` into ``out`` as ``2 sigmoid(2x) - 1``, leaving ``x`` as it
+    is: on the CPU, torch's float32 tanh takes 2 to 3 times as long as this
+    (the recurrence's largest cost after the matmul). The two agree to
+    2e-7 in float32 and to rounding in float64."""
+    torch.sigmoid(torch.mul(x, 2.0, out=scratch), out=out)
+    return out.mul_(2.0).sub_(1.0)
+
+
 class Recurrence(torch.autograd.Function):
     """The tanh recurrence with a hand-written backward pass through time.
 
@@ -153,11 +162,12 @@ class Recurrence(torch.autograd.Function):
         h_kxbxn = drive_kxbxtxn.new_zeros(k, n_batch, n)  # the rates r_{t-1}
         # The leak acts on the pre-activations, which only muP needs to keep.
         pre_prev = drive_kxbxtxn.new_zeros(k, n_batch, n) if leak else None
+        scratch = drive_kxbxtxn.new_empty(k, n_batch, n)
         for t in range(n_steps):
             pre = torch.baddbmm(drive_kxbxtxn[:, :, t], h_kxbxn, w_h_t)
             if leak:
                 pre_prev = pre.add_(pre_prev, alpha=leak)
-            h_kxbxn = torch.tanh(pre, out=hidden_kxtxbxn[:, t])
+            h_kxbxn = _tanh(pre, hidden_kxtxbxn[:, t], scratch)
         ctx.save_for_backward(hidden_kxtxbxn, w_h)
         ctx.leak = leak
         return hidden_kxtxbxn.transpose(1, 2)
@@ -171,12 +181,14 @@ class Recurrence(torch.autograd.Function):
         # dpre_t = (dL/dr_t + dpre_{t+1} W_h) * (1 - r_t^2) + leak * dpre_{t+1}
         dpre_kxtxbxn = torch.empty_like(hidden_kxtxbxn)
         carry = hidden_kxtxbxn.new_zeros(k, n_batch, n)
+        scratch = hidden_kxtxbxn.new_empty(k, n_batch, n)
         for t in range(n_steps - 1, -1, -1):
-            h_t = hidden_kxtxbxn[:, t]
-            d = (grad_kxtxbxn[:, t] + carry) * (1 - h_t * h_t)
+            h_t, d = hidden_kxtxbxn[:, t], dpre_kxtxbxn[:, t]
+            # d = g - g h^2 with g = dL/dr_t + carry, written in place.
+            torch.add(grad_kxtxbxn[:, t], carry, out=d)
+            d.addcmul_(torch.mul(d, h_t, out=scratch), h_t, value=-1.0)
             if leak and t < n_steps - 1:
                 d.add_(dpre_kxtxbxn[:, t + 1], alpha=leak)
-            dpre_kxtxbxn[:, t] = d
             carry = torch.bmm(d, w_h)
         # dW_h = sum_t dpre_t^T r_{t-1}, with r_{-1} = 0: step 0 adds nothing,
         # and dropping it keeps both operands views (no copy).
@@ -300,7 +312,11 @@ class Ensemble(nn.Module):
                 f"inputs have shape {tuple(inputs.shape)}; expected "
                 f"[{k}, batch, time, {self.n_inputs}] or [batch, time, {self.n_inputs}]"
             )
-        inputs = inputs.to(p["w_h"].dtype)
+        # Step-major memory ([net, time, batch, in] viewed as [net, batch,
+        # time, in]; a small copy, inputs are few): the drive, hidden states
+        # and outputs then come out step-major too, so each step's slice is
+        # contiguous and the gradients flow back without copying.
+        inputs = inputs.to(p["w_h"].dtype).transpose(1, 2).contiguous().transpose(1, 2)
         # Input drive for every step at once, one batched matmul (with the
         # bias) over all trials and steps: [net, batch, time, n].
         if self.config.parameterization == "mup":

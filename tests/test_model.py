@@ -6,6 +6,7 @@ from degen.model import (
     Ensemble,
     ModelConfig,
     Recurrence,
+    _tanh,
     recurrence_reference,
     resolve_device,
 )
@@ -42,7 +43,18 @@ def test_the_leak_changes_the_recurrence():
     )
     # One step from h_0 = 0: the leak has nothing to act on yet.
     first = Recurrence.apply(drive[:, :, :1], w, 0.9)
-    assert torch.equal(first, torch.tanh(drive[:, :, :1]))
+    assert torch.allclose(first, torch.tanh(drive[:, :, :1]), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float32, 3e-7), (torch.float64, 1e-15)])
+def test_the_fast_tanh_is_tanh(dtype, atol):
+    x = torch.linspace(-30, 30, 100_001, dtype=dtype)
+    x = torch.cat([x, torch.tensor([0.0, 1e-30, -1e-8], dtype=dtype)])
+    before = x.clone()
+    out = _tanh(x, torch.empty_like(x), torch.empty_like(x))
+    assert torch.equal(x, before)  # the input is left alone
+    assert (out - torch.tanh(x)).abs().max() <= atol
+    assert out.abs().max() <= 1.0 and out[-3] == 0.0
 
 
 def test_each_network_is_drawn_from_its_own_seed():
