@@ -33,6 +33,24 @@ def test_recurrence_matches_the_autograd_reference(leak):
     )
 
 
+def test_buffers_on_huge_pages_give_the_reference_values():
+    # 2 x 32 x 64 x 128 doubles = 4 MB: the size from which the recurrence
+    # asks for huge pages for its two full-length buffers.
+    gen = torch.Generator().manual_seed(2)
+    drive = torch.randn(2, 32, 64, 128, generator=gen, dtype=torch.float64)
+    w = torch.randn(2, 128, 128, generator=gen, dtype=torch.float64) / 12
+    assert drive.numel() * drive.element_size() >= 1 << 22
+    d1, w1 = drive.clone().requires_grad_(), w.clone().requires_grad_()
+    d2, w2 = drive.clone().requires_grad_(), w.clone().requires_grad_()
+    h1 = Recurrence.apply(d1, w1, 0.9)
+    h2 = recurrence_reference(d2, w2, 0.9)
+    assert torch.allclose(h1, h2, atol=1e-12)
+    h1.sum().backward()
+    h2.sum().backward()
+    assert torch.allclose(d1.grad, d2.grad, atol=1e-11)
+    assert torch.allclose(w1.grad, w2.grad, atol=1e-10)
+
+
 def test_the_leak_changes_the_recurrence():
     # The two paths agreeing would mean nothing if the leak were ignored.
     gen = torch.Generator().manual_seed(1)
