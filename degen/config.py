@@ -111,6 +111,14 @@ def from_dict(cls: type[T], values: dict | None, where: str | None = None) -> T:
         raise ConfigError(
             f"{where}: unknown key(s) {unknown}; valid keys: {sorted(fields)}"
         )
+    required = [
+        name
+        for name, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in values]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}; required: {required}")
     hints = typing.get_type_hints(cls)
     for name, value in values.items():
         annotation = hints[name]

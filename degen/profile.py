@@ -372,12 +372,13 @@ def _factors_from(raw, where: str, task: str = "<task>") -> dict[str, Factor]:
         )
     for fname in raw:
         if not (
-            isinstance(fname, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", fname)
+            isinstance(fname, str)
+            and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,39}", fname)
         ):
             raise ConfigError(
-                f"{where} has a factor named {fname!r}; a name is letters, "
-                "digits and underscores, starting with a letter (it names the "
-                "factor's notebook files)"
+                f"{where} has a factor named {fname!r}; a name is at most 40 "
+                "letters, digits and underscores, starting with a letter (it "
+                "names the factor's notebook files)"
             )
         if fname == "complexity":
             raise ConfigError(
@@ -404,7 +405,8 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
     for key, cls in _SECTIONS.items():
         raw[key] = from_dict(cls, raw.get(key), where=f"{where}: {key}")
     # The top-level ``factors:`` are swept for every task.
-    shared = _factors_from(raw.pop("factors", None) or {}, f"{where}: factors")
+    shared = raw.pop("factors", None)
+    shared = _factors_from({} if shared is None else shared, f"{where}: factors")
     raw["shared_factors"] = shared
     tasks_raw = raw["tasks"]
     if not isinstance(tasks_raw, dict) or not tasks_raw:

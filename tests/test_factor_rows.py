@@ -91,6 +91,13 @@ NO_MUP = {k: v for k, v in GAMMA.items() if k != "base"}
         (_raw({"width": WIDTH}, width=WIDTH), ["tasks.flipflop.factors", "['width']"]),
         (_raw({"complexity": WIDTH}), ["factors names 'complexity'"]),
         ({**_raw(), "factors": [GAMMA]}, ["profile: factors = [", "give a mapping"]),
+        # An empty list or a false value is a mistake too, not "no factors".
+        ({**_raw(), "factors": []}, ["profile: factors = []", "give a mapping"]),
+        ({**_raw(), "factors": False}, ["profile: factors = False", "a mapping"]),
+        (
+            _raw({"gamma": {"values": [1, 2], "row": "feature_learning"}}),
+            ["profile: factors.gamma: missing key(s) ['field']"],
+        ),
         ({**_raw(), "shared_factors": {}}, ["unknown key(s) ['shared_factors']"]),
         # A shared factor must fit every task: n_bits is the flip-flop's only.
         (_raw({"bits": {"field": "task.n_bits", "values": [1, 2]}}), ["DelayedConfig"]),

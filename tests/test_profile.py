@@ -681,11 +681,17 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path, text, key, line):
     assert "mine.yaml" in message
 
 
-@pytest.mark.parametrize("name", ["w/x y", "..", "1st", "a-b"])
+@pytest.mark.parametrize("name", ["w/x y", "..", "1st", "a-b", "_x", "g" * 41])
 def test_factor_names_that_cannot_name_files_are_refused(name):
     factor = {"field": "model.n_hidden", "values": [4, 8]}
     message = _error(_flipflop(factors={name: factor}))
     assert repr(name) in message and "letters, digits and underscores" in message
+
+
+def test_a_forty_letter_factor_name_is_accepted():
+    factor = {"field": "model.n_hidden", "values": [4, 8]}
+    profile = profile_from_dict(_flipflop(factors={"g" * 40: factor}))
+    assert "g" * 40 in profile.factors("flipflop")
 
 
 @pytest.mark.parametrize(

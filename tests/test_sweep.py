@@ -194,3 +194,16 @@ def test_a_profile_outside_sweeps_reaches_the_notebooks_by_path(
     sweep.run(str(elsewhere), progress=False)
     assert jobs and {j.parameters["profile"] for j in jobs} == {str(elsewhere)}
     assert load_profile(jobs[0].parameters["profile"]).name == "mine"
+
+
+def test_the_book_skips_a_killed_runs_partial_output():
+    # A sweep killed mid-notebook leaves book/generated/.NAME.partial-PID.ipynb;
+    # the strict book build must not see it (it is in no table of contents).
+    import yaml
+    from sphinx.util.matching import Matcher
+
+    config = yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8"))
+    excluded = Matcher(config["exclude_patterns"])
+    assert excluded("book/generated/.flipflop.partial-123.ipynb")
+    assert not excluded("book/generated/flipflop.ipynb")
+    assert not excluded("book/intro.md")
