@@ -356,8 +356,9 @@ def _check_factor_value(raw, task, sweep, train, factor, value, where) -> None:
         section, name = _split_field(where, key)
         names = [f.name for f in dataclasses.fields(cls[section])]
         if name not in names:
+            what = "field" if key == factor.field else "a key of base,"
             raise ConfigError(
-                f"{where}: field = {key!r} is not a field of "
+                f"{where}: {what} {key!r} is not a field of "
                 f"{cls[section].__name__}; valid: {names}"
             )
     apply_factor(task, sweep.config, raw["model"], train, factor, value, where=where)

@@ -113,7 +113,10 @@ def test_bad_shared_factors_are_refused_at_load(raw, words):
     [
         ({"parameterization": "mup"}, ["'parameterization'", "'model'", "'train'"]),
         ({"optim.lr": 0.1}, ["'optim.lr'", "'task'"]),
-        ({"model.parametrization": "mup"}, ["not a field of ModelConfig", "gamma"]),
+        (
+            {"model.parametrization": "mup"},
+            ["a key of base, 'model.parametrization'", "not a field of ModelConfig"],
+        ),
         ({"model.gamma": 2.0}, ["'model.gamma'", "the field the factor sweeps"]),
         ("mup", ["base", "'mup'"]),
         (["model.parameterization"], ["base", "['model.parameterization']"]),
