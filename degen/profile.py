@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 
 from degen.config import ConfigError, check_choice, check_range, from_dict
@@ -361,7 +362,14 @@ def _check_factor_value(raw, task, sweep, train, factor, value, where) -> None:
                 f"{where}: {what} {key!r} is not a field of "
                 f"{cls[section].__name__}; valid: {names}"
             )
-    apply_factor(task, sweep.config, raw["model"], train, factor, value, where=where)
+    return apply_factor(
+        task, sweep.config, raw["model"], train, factor, value, where=where
+    )[0]
+
+
+def _trial_steps(task: str, config) -> int:
+    """Steps per evaluation trial of ``task`` under ``config``: one trial drawn."""
+    return int(TASKS[task][1](config).sample(1, torch.Generator()).inputs.shape[1])
 
 
 def _factors_from(raw, where: str, task: str = "<task>") -> dict[str, Factor]:
@@ -447,13 +455,27 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
             check_range(at, "n_networks", sweep.n_networks, 2)
         train = _merged(TrainConfig, raw["train"], sweep.train, f"{at}.train")
         _merged(EvalConfig, raw["eval"], sweep.eval, f"{at}.eval")
+        task_configs = {}
         for fname, fac in factors.items():
             for value in fac.values:
-                _check_factor_value(
+                task_configs[(fname, value)] = _check_factor_value(
                     raw, name, sweep, train, fac, value, f"{at}.{fname}"
                 )
         dsa_values = {**dataclasses.asdict(raw["dynamics"]), **sweep.dynamics}
         dsa = from_dict(DSAConfig, dsa_values, where=f"{where}: tasks.{name}.dynamics")
+        # The delay embedding must leave 2 steps per trial for the next-step fit;
+        # found here, not in a notebook after training.
+        span = (dsa.n_delays - 1) * dsa.delay_interval
+        for (fname, value), config in task_configs.items():
+            n_steps = _trial_steps(name, config)
+            if n_steps < span + 2:
+                raise ConfigError(
+                    f"{where}: tasks.{name}.{fname} = {value!r} gives trials of "
+                    f"{n_steps} steps, too short for the dynamics embedding "
+                    f"(n_delays {dsa.n_delays}, delay_interval "
+                    f"{dsa.delay_interval}); valid: trials of at least {span + 2} "
+                    "steps, or fewer or closer delays"
+                )
         widths = [raw["model"].n_hidden]
         for f in factors.values():
             widths += list(f.values) if f.field == "model.n_hidden" else []

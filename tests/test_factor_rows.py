@@ -30,7 +30,7 @@ BASE = {
     "n_networks": 3,
     "model": {"n_hidden": 6},
     "tasks": {
-        "flipflop": {"config": {"n_steps": 10}, "complexity": [1, 2, 3]},
+        "flipflop": {"config": {"n_steps": 12}, "complexity": [1, 2, 3]},
         "delayed": {"config": {"n_channels": 1}, "complexity": [1, 2]},
     },
 }
@@ -55,7 +55,7 @@ def _error(raw) -> str:
 
 
 def test_shared_factors_are_swept_for_every_task_in_order():
-    own = {"field": "task.n_steps", "values": [10, 20]}
+    own = {"field": "task.n_steps", "values": [12, 20]}
     p = profile_from_dict(_raw({"gamma": GAMMA, "width": WIDTH}, trial_length=own))
     assert list(p.shared_factors) == ["gamma", "width"]
     order = ["complexity", "gamma", "width", "trial_length"]

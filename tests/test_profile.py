@@ -24,7 +24,7 @@ BASE = {
     "name": "t",
     "n_networks": 3,
     "model": {"n_hidden": 6},
-    "tasks": {"flipflop": {"config": {"n_steps": 10}, "complexity": [1, 2]}},
+    "tasks": {"flipflop": {"config": {"n_steps": 12}, "complexity": [1, 2]}},
 }
 
 
@@ -43,7 +43,7 @@ def _flipflop(**changes) -> dict:
 
 def _config(**changes) -> dict:
     """BASE with the flip-flop task config's values changed."""
-    return _flipflop(config={"n_steps": 10, **changes})
+    return _flipflop(config={"n_steps": 12, **changes})
 
 
 def _error(raw: dict) -> str:
@@ -463,7 +463,7 @@ def test_a_profile_parameter_of_the_wrong_type_is_named(bad):
 # -- factors other than the complexity knob -----------------------------------
 
 FACTORS = {
-    "trial_length": {"field": "task.n_steps", "values": [10, 20]},
+    "trial_length": {"field": "task.n_steps", "values": [12, 20]},
     "width": {
         "field": "model.n_hidden",
         "values": [8, 16],
@@ -485,7 +485,7 @@ def test_factors_set_the_field_they_name():
     long = experiment.condition(profile, "flipflop", 20, "trial_length")
     assert long.task_config.n_steps == 20
     wide = experiment.condition(profile, "flipflop", 16, "width")
-    assert wide.model.n_hidden == 16 and wide.task_config.n_steps == 10
+    assert wide.model.n_hidden == 16 and wide.task_config.n_steps == 12
     fast = experiment.condition(profile, "flipflop", 0.02, "lr")
     assert fast.train.lr == 0.02 and fast.model == profile.model
     assert profile.factor("flipflop", "width").axis_label == "units"
@@ -725,3 +725,17 @@ def test_a_results_variable_that_names_no_folder_is_refused(
     monkeypatch.setenv("DEGEN_RESULTS", value)
     with pytest.raises(ConfigError, match="DEGEN_RESULTS"):
         experiment.default_store()
+
+
+def test_trials_too_short_for_the_delay_embedding_are_refused_at_load():
+    # 10 delays span 10 steps and the next-step fit needs 2 embedded steps:
+    # 11 steps is the shortest trial, and a sweep down to 10 must stop here,
+    # before training, naming the factor value.
+    short = {"field": "task.n_steps", "values": [11, 10], "row": "complexity"}
+    raw = _raw(dynamics={"n_delays": 10, "rank": 4})
+    raw["tasks"]["flipflop"]["factors"] = {"short": short}
+    message = _error(raw)
+    assert "tasks.flipflop.short = 10 gives trials of 10 steps" in message
+    assert "at least 11 steps" in message
+    raw["tasks"]["flipflop"]["factors"]["short"]["values"] = [11, 12]
+    assert profile_from_dict(raw).values("flipflop", "short") == (11, 12)

@@ -16,6 +16,7 @@ RAW = {
     "train": {"lr": 0.01, "batch_size": 4, "steps_per_epoch": 3, "max_epochs": 1},
     "eval": {"n_trials": 4},
     "weights": {"tabu_iters": 50},
+    "dynamics": {"n_delays": 2, "rank": 4},  # 8-step trials
     "tasks": {
         "flipflop": {
             # Above the initial loss: every network converges at once.
