@@ -15,11 +15,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 import yaml
 
 from degen.config import ConfigError, check_choice, check_range, from_dict
-from degen.metrics.dynamics import DSAConfig
+from degen.metrics.dynamics import DSAConfig, min_trial_steps
 from degen.metrics.representation import SVCCAConfig
 from degen.metrics.weights import WeightDistanceConfig
 from degen.model import ModelConfig
@@ -351,7 +350,8 @@ def apply_factor(
     return task_config(task, task_values, where=where), model, train
 
 
-def _check_factor_value(raw, task, sweep, train, factor, value, where) -> None:
+def _check_factor_value(raw, task, sweep, train, factor, value, where):
+    """Check one value of ``factor`` and return the task config it gives."""
     cls = {"task": TASKS[task][0], "model": ModelConfig, "train": TrainConfig}
     for key in (*factor.base, factor.field):
         section, name = _split_field(where, key)
@@ -365,11 +365,6 @@ def _check_factor_value(raw, task, sweep, train, factor, value, where) -> None:
     return apply_factor(
         task, sweep.config, raw["model"], train, factor, value, where=where
     )[0]
-
-
-def _trial_steps(task: str, config) -> int:
-    """Steps per evaluation trial of ``task`` under ``config``: one trial drawn."""
-    return int(TASKS[task][1](config).sample(1, torch.Generator()).inputs.shape[1])
 
 
 def _factors_from(raw, where: str, task: str = "<task>") -> dict[str, Factor]:
@@ -463,17 +458,16 @@ def profile_from_dict(raw: dict, where: str = "profile") -> Profile:
                 )
         dsa_values = {**dataclasses.asdict(raw["dynamics"]), **sweep.dynamics}
         dsa = from_dict(DSAConfig, dsa_values, where=f"{where}: tasks.{name}.dynamics")
-        # The delay embedding must leave 2 steps per trial for the next-step fit;
-        # found here, not in a notebook after training.
-        span = (dsa.n_delays - 1) * dsa.delay_interval
+        # Trials too short for the delay embedding are found here, not in a
+        # notebook after training. Every task config's n_steps is its length.
+        shortest = min_trial_steps(dsa.n_delays, dsa.delay_interval)
         for (fname, value), config in task_configs.items():
-            n_steps = _trial_steps(name, config)
-            if n_steps < span + 2:
+            if config.n_steps < shortest:
                 raise ConfigError(
                     f"{where}: tasks.{name}.{fname} = {value!r} gives trials of "
-                    f"{n_steps} steps, too short for the dynamics embedding "
+                    f"{config.n_steps} steps, too short for the dynamics embedding "
                     f"(n_delays {dsa.n_delays}, delay_interval "
-                    f"{dsa.delay_interval}); valid: trials of at least {span + 2} "
+                    f"{dsa.delay_interval}); valid: trials of at least {shortest} "
                     "steps, or fewer or closer delays"
                 )
         widths = [raw["model"].n_hidden]

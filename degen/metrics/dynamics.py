@@ -106,12 +106,19 @@ def _check_embedding(owner: str, n_delays, delay_interval) -> None:
 # Delay embedding and the per-network operator fit
 
 
+def min_trial_steps(n_delays: int, delay_interval: int) -> int:
+    """The shortest trial the delay embedding can use: its window spans
+    ``(n_delays - 1) * delay_interval + 1`` steps, and the next-step fit
+    needs 2 embedded steps per trial."""
+    return (n_delays - 1) * delay_interval + 2
+
+
 def _embed(states_xtxn: torch.Tensor, n_delays: int, delay_interval: int):
     """Delay-embed along the time axis (-2), trial by trial: [..., t', n*d]."""
     n_steps, n_units = states_xtxn.shape[-2:]
     span = (n_delays - 1) * delay_interval
     n_embedded = n_steps - span
-    if n_embedded < 2:
+    if n_steps < min_trial_steps(n_delays, delay_interval):
         raise ConfigError(
             f"trials of {n_steps} steps are too short for n_delays={n_delays} "
             f"and delay_interval={delay_interval}: the embedding spans "
