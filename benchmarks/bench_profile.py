@@ -50,7 +50,7 @@ def unique_conditions(profile):
 def seconds_per_step(cond, device, cache) -> float:
     """Seconds per optimizer step of the whole ensemble of ``cond``."""
     task = cond.make_task()
-    n_steps = task.sample(1, torch.Generator().manual_seed(0)).inputs.shape[1]
+    n_steps = cond.task_config.n_steps
     shape = (cond.task, cond.model, n_steps, len(cond.seeds), cond.train.batch_size)
     if shape in cache:
         return cache[shape]
@@ -68,8 +68,7 @@ def seconds_per_step(cond, device, cache) -> float:
 
 def states_like(cond, eval_config, k, seed=0) -> np.ndarray:
     """Random hidden states of the shape DSA sees for ``cond``: [k, b, t, n]."""
-    task = cond.make_task()
-    n_steps = task.sample(1, torch.Generator().manual_seed(0)).inputs.shape[1]
+    n_steps = cond.task_config.n_steps
     rng = np.random.default_rng(seed)
     shape = (k, eval_config.n_trials, n_steps, cond.model.n_hidden)
     return np.tanh(rng.standard_normal(shape)).astype(np.float32)
