@@ -7,6 +7,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
+from sphinx.util.matching import Matcher
 
 from degen import analysis, cli, sweep
 from degen.config import ConfigError
@@ -199,9 +201,6 @@ def test_a_profile_outside_sweeps_reaches_the_notebooks_by_path(
 def test_the_book_skips_a_killed_runs_partial_output():
     # A sweep killed mid-notebook leaves book/generated/.NAME.partial-PID.ipynb;
     # the strict book build must not see it (it is in no table of contents).
-    import yaml
-    from sphinx.util.matching import Matcher
-
     config = yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8"))
     excluded = Matcher(config["exclude_patterns"])
     assert excluded("book/generated/.flipflop.partial-123.ipynb")
