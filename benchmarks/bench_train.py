@@ -75,7 +75,12 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps-per-trial", type=int, default=100)
-    parser.add_argument("--train-steps", type=int, default=5)
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        default=20,
+        help="optimizer steps per network and round (real runs take thousands)",
+    )
     parser.add_argument(
         "--repeats",
         type=int,

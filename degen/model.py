@@ -117,26 +117,29 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def recurrence_reference(
-    drive_kxbxtxn: torch.Tensor, w_h: torch.Tensor, leak: float = 0.0
-):
-    """``h_t = leak * h_{t-1} + drive_t + W_h tanh(h_{t-1})`` from h_0 = 0,
-    returning the rates ``tanh(h_t)``, step by step under autograd: the slow,
-    obvious version :class:`Recurrence` is tested against. With ``leak = 0``
-    the rates follow ``r_t = tanh(drive_t + W_h r_{t-1})``."""
-    k, n_batch, n_steps, n = drive_kxbxtxn.shape
-    h_kxbxn = drive_kxbxtxn.new_zeros(k, n_batch, n)
-    r_kxbxn = drive_kxbxtxn.new_zeros(k, n_batch, n)
-    states = []
+def network_reference(x_kxbxtxi, w_h, w_x, b, w_o, c, leak: float = 0.0):
+    """``h_t = leak * h_{t-1} + W_h tanh(h_{t-1}) + W_x x_t + b`` from h_{-1}
+    = 0, ``y_t = W_o tanh(h_t) + c``, step by step under autograd: the slow,
+    obvious version :class:`RecurrentNetwork` is tested against. Returns the
+    outputs and the rates ``tanh(h_t)``, ``[net, batch, time, .]``."""
+    k, n_batch, n_steps, _ = x_kxbxtxi.shape
+    n = w_h.shape[1]
+    h_kxbxn = x_kxbxtxi.new_zeros(k, n_batch, n)
+    r_kxbxn = x_kxbxtxi.new_zeros(k, n_batch, n)
+    rates = []
     for t in range(n_steps):
+        drive_kxbxn = torch.einsum("kbi,kni->kbn", x_kxbxtxi[:, :, t], w_x)
         h_kxbxn = (
             leak * h_kxbxn
-            + drive_kxbxtxn[:, :, t]
-            + torch.bmm(r_kxbxn, w_h.transpose(1, 2))
+            + torch.einsum("kbm,knm->kbn", r_kxbxn, w_h)
+            + drive_kxbxn
+            + b[:, None, :]
         )
         r_kxbxn = torch.tanh(h_kxbxn)
-        states.append(r_kxbxn)
-    return torch.stack(states, dim=2)
+        rates.append(r_kxbxn)
+    rates_kxbxtxn = torch.stack(rates, dim=2)
+    outputs = torch.einsum("kbtn,kon->kbto", rates_kxbxtxn, w_o) + c[:, None, None]
+    return outputs, rates_kxbxtxn
 
 
 def _empty_huge(*shape, like: torch.Tensor) -> torch.Tensor:
@@ -159,6 +162,41 @@ def _empty_huge(*shape, like: torch.Tensor) -> torch.Tensor:
     return out
 
 
+class Workspace:
+    """Full-length buffers that :class:`RecurrentNetwork` reuses from one run
+    to the next, for a loop such as training that runs many times and keeps
+    nothing a run returned once the next one starts.
+
+    Fresh buffers of tens of MB cost a page fault per page on first touch,
+    about as much as the elementwise work of the whole run; reused ones cost
+    nothing. The rates a run returns are a view of its buffer, so the next
+    run with the same workspace overwrites them: without a workspace (the
+    default) every run gets buffers of its own.
+    """
+
+    def __init__(self):
+        self._flat: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised ``shape`` buffer, grown when a run needs more."""
+        size = int(np.prod(shape))
+        flat = self._flat.get(name)
+        if (
+            flat is None
+            or flat.numel() < size
+            or flat.dtype != like.dtype
+            or flat.device != like.device
+        ):
+            flat = self._flat[name] = _empty_huge(size, like=like)
+        return flat[:size].view(shape)
+
+
+def _buffer(workspace, name, shape, like):
+    if workspace is None:
+        return _empty_huge(*shape, like=like)
+    return workspace.get(name, shape, like)
+
+
 def _tanh(x: torch.Tensor, out: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
     """``tanh(x)`` into ``out`` as ``2 sigmoid(2x) - 1``, leaving ``x`` as it
     is: on the CPU, torch's float32 tanh takes 2 to 3 times as long as this
@@ -168,85 +206,105 @@ def _tanh(x: torch.Tensor, out: torch.Tensor, scratch: torch.Tensor) -> torch.Te
     return out.mul_(2.0).sub_(1.0)
 
 
-class Recurrence(torch.autograd.Function):
-    """The tanh recurrence with a hand-written backward pass through time.
+class RecurrentNetwork(torch.autograd.Function):
+    """Every network's whole run, input drive, tanh recurrence and readout,
+    with a hand-written backward pass through time.
 
-    ``apply(drive, w_h, leak)`` computes what :func:`recurrence_reference`
-    does: pre-activations ``h_t = leak * h_{t-1} + drive_t + W_h r_{t-1}``,
-    rates ``r_t = tanh(h_t)`` returned ``[net, batch, time, n]``. ``leak`` is
-    a number, 0 for the standard model, ``1 - tau`` for muP.
+    ``apply(x, w_h, w_x, b, w_o, c, leak, workspace)`` takes step-major
+    inputs ``x`` ``[net, time, batch, in]`` and returns step-major outputs
+    ``[net, time, batch, out]`` and rates ``[net, time, batch, n]``:
 
-    Autograd would record a bmm, an add and a tanh per step and replay them
-    one by one; here the backward loop does one bmm per step and the weight
-    gradient is a single batched matmul over all steps afterwards.
+        h_t = leak * h_{t-1} + W_h r_{t-1} + W_x x_t + b,   r_t = tanh(h_t),
+        y_t = W_o r_t + c,
+
+    from h_{-1} = r_{-1} = 0. ``leak`` is a number, 0 for the standard model
+    and ``1 - tau`` for muP (which passes its scaled weights). ``workspace``
+    (a :class:`Workspace`, or None) holds the buffers to reuse.
+
+    The readout and input have only a few channels, and a matmul with a
+    dimension of 3 runs far below the machine's speed, so neither gets one of
+    its own. Step t's row ``z_t = [r_{t-1}, x_t, 1]`` is stored whole, and one
+    matmul with ``[W_h, W_x, b]`` gives the pre-activation. Backward stores
+    ``e_t = [dL/dh_t, dL/dy_{t-1}]``: one matmul of ``e_{t+1}`` with ``[W_h;
+    W_o]`` carries the gradient a step back, readout included, and a single
+    batched matmul ``sum_t e_t^T z_t`` over all steps gives the gradients of
+    all five parameters at once.
     """
 
     @staticmethod
-    def forward(ctx, drive_kxbxtxn, w_h, leak=0.0):
-        k, n_batch, n_steps, n = drive_kxbxtxn.shape
-        hidden_kxtxbxn = _empty_huge(k, n_steps, n_batch, n, like=drive_kxbxtxn)
-        w_h_t = w_h.transpose(1, 2)
-        h_kxbxn = drive_kxbxtxn.new_zeros(k, n_batch, n)  # the rates r_{t-1}
-        # The leak acts on the pre-activations, which only muP needs to keep.
-        pre_prev = drive_kxbxtxn.new_zeros(k, n_batch, n) if leak else None
-        scratch = drive_kxbxtxn.new_empty(k, n_batch, n)
+    def forward(ctx, x_kxtxbxi, w_h, w_x, b, w_o, c, leak=0.0, workspace=None):
+        ctx.set_materialize_grads(False)  # rates are mostly not differentiated
+        k, n_steps, n_batch, n_in = x_kxtxbxi.shape
+        n, n_out = w_h.shape[1], w_o.shape[1]
+        m = n + n_in + 1
+        # z_t = [r_{t-1}, x_t, 1] for t = 0..T; z_T = [r_{T-1}, 0, 1] lets the
+        # backward's single matmul include the readout's gradients.
+        z = _buffer(workspace, "z", (k, n_steps + 1, n_batch, m), x_kxtxbxi)
+        z[:, 0, :, :n] = 0
+        z[:, :n_steps, :, n:-1] = x_kxtxbxi
+        z[:, n_steps, :, n:-1] = 0
+        z[..., -1] = 1
+        w_cat_t = torch.cat([w_h, w_x, b[:, :, None]], dim=2).transpose(1, 2)
+        pre = x_kxtxbxi.new_empty(k, n_batch, n)
+        pre_prev = x_kxtxbxi.new_empty(k, n_batch, n) if leak else None
+        scratch = x_kxtxbxi.new_empty(k, n_batch, n)
         for t in range(n_steps):
-            pre = torch.baddbmm(drive_kxbxtxn[:, :, t], h_kxbxn, w_h_t)
-            if leak:
-                pre_prev = pre.add_(pre_prev, alpha=leak)
-            h_kxbxn = _tanh(pre, hidden_kxtxbxn[:, t], scratch)
-        ctx.save_for_backward(hidden_kxtxbxn, w_h)
-        ctx.leak = leak
-        return hidden_kxtxbxn.transpose(1, 2)
+            if leak and t:
+                pre, pre_prev = pre_prev, pre
+                torch.baddbmm(pre_prev, z[:, t], w_cat_t, beta=leak, out=pre)
+            else:
+                torch.bmm(z[:, t], w_cat_t, out=pre)
+            _tanh(pre, z[:, t + 1, :, :n], scratch)
+        # The readout, for all steps in one matmul (a strided view, no copy).
+        rates_kxmxn = z[:, 1:].reshape(k, n_steps * n_batch, m)[:, :, :n]
+        outputs = torch.baddbmm(c[:, None, :], rates_kxmxn, w_o.transpose(1, 2))
+        ctx.save_for_backward(z, w_h, w_x, w_o)
+        ctx.leak, ctx.workspace = leak, workspace
+        return outputs.view(k, n_steps, n_batch, n_out), z[:, 1:, :, :n]
 
     @staticmethod
-    def backward(ctx, grad_kxbxtxn):
-        hidden_kxtxbxn, w_h = ctx.saved_tensors
+    def backward(ctx, grad_out, grad_rates):
+        z, w_h, w_x, w_o = ctx.saved_tensors
         leak = ctx.leak
-        k, n_steps, n_batch, n = hidden_kxtxbxn.shape
-        grad_kxtxbxn = grad_kxbxtxn.transpose(1, 2)
-        # dpre_t = (dL/dr_t + dpre_{t+1} W_h) * (1 - r_t^2) + leak * dpre_{t+1}
-        dpre_kxtxbxn = _empty_huge(k, n_steps, n_batch, n, like=hidden_kxtxbxn)
-        carry = hidden_kxtxbxn.new_zeros(k, n_batch, n)
-        scratch = hidden_kxtxbxn.new_empty(k, n_batch, n)
+        k, n_steps_1, n_batch, m = z.shape
+        n_steps = n_steps_1 - 1
+        n, n_out = w_h.shape[1], w_o.shape[1]
+        # e_t = [dL/dh_t, dL/dy_{t-1}] for t = 0..T, with dL/dh_T = 0 and
+        # dL/dy_{-1} = 0.
+        e = _buffer(ctx.workspace, "e", (k, n_steps + 1, n_batch, n + n_out), z)
+        e[:, 0, :, n:] = 0
+        e[:, 1:, :, n:] = 0 if grad_out is None else grad_out
+        e[:, n_steps, :, :n] = 0
+        w_ho = torch.cat([w_h, w_o], dim=1)
+        carry = z.new_empty(k, n_batch, n)
+        scratch = z.new_empty(k, n_batch, n)
         for t in range(n_steps - 1, -1, -1):
-            h_t, d = hidden_kxtxbxn[:, t], dpre_kxtxbxn[:, t]
-            # d = g - g h^2 with g = dL/dr_t + carry, written in place.
-            torch.add(grad_kxtxbxn[:, t], carry, out=d)
-            d.addcmul_(torch.mul(d, h_t, out=scratch), h_t, value=-1.0)
+            # dL/dr_t = dL/dh_{t+1} W_h + dL/dy_t W_o (+ the rates' own grad)
+            torch.bmm(e[:, t + 1], w_ho, out=carry)
+            if grad_rates is not None:
+                carry.add_(grad_rates[:, t])
+            # dL/dh_t = dL/dr_t (1 - r_t^2) + leak * dL/dh_{t+1}
+            r, d = z[:, t + 1, :, :n], e[:, t, :, :n]
+            torch.mul(carry, r, out=scratch)
+            torch.addcmul(carry, scratch, r, value=-1.0, out=d)
             if leak and t < n_steps - 1:
-                d.add_(dpre_kxtxbxn[:, t + 1], alpha=leak)
-            carry = torch.bmm(d, w_h)
-        # dW_h = sum_t dpre_t^T r_{t-1}, with r_{-1} = 0: step 0 adds nothing,
-        # and dropping it keeps both operands views (no copy).
-        grad_w_h = torch.bmm(
-            dpre_kxtxbxn[:, 1:].reshape(k, -1, n).transpose(1, 2),
-            hidden_kxtxbxn[:, :-1].reshape(k, -1, n),
+                d.add_(e[:, t + 1, :, :n], alpha=leak)
+        # Rows: [dL/dh; dL/dy], columns: [r, x, 1] -> all weight gradients.
+        g = torch.bmm(e.view(k, -1, n + n_out).transpose(1, 2), z.view(k, -1, m))
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            e_h = e[:, :n_steps].reshape(k, n_steps * n_batch, n + n_out)[:, :, :n]
+            grad_x = torch.bmm(e_h, w_x).view(k, n_steps, n_batch, -1)
+        return (
+            grad_x,
+            g[:, :n, :n],
+            g[:, :n, n:-1],
+            g[:, :n, -1],
+            g[:, n:, :n],
+            g[:, n:, -1],
+            None,
+            None,
         )
-        return dpre_kxtxbxn.transpose(1, 2), grad_w_h, None
-
-
-def _linear(x_kxbxtxi, w_kxoxi, bias_kxo=None):
-    """``x W^T (+ bias)`` per network as one batched matmul: ``[k, b, t, o]``.
-
-    ``x`` may be a step-major view (the recurrence returns its states as a
-    transpose of ``[k, t, b, n]``); the trial and step axes are merged in
-    whichever order is contiguous, so no copy is made, and the result has the
-    same layout.
-    """
-    k, n_batch, n_steps, _ = x_kxbxtxi.shape
-    w_t = w_kxoxi.transpose(1, 2)
-    step_major = x_kxbxtxi.transpose(1, 2)
-    if not x_kxbxtxi.is_contiguous() and step_major.is_contiguous():
-        flat, shape = step_major.reshape(k, n_steps * n_batch, -1), (n_steps, n_batch)
-    else:
-        flat, shape = x_kxbxtxi.reshape(k, n_batch * n_steps, -1), (n_batch, n_steps)
-    if bias_kxo is None:
-        out = torch.bmm(flat, w_t)
-    else:
-        out = torch.baddbmm(bias_kxo[:, None, :], flat, w_t)
-    out = out.view(k, *shape, -1)
-    return out if shape == (n_batch, n_steps) else out.transpose(1, 2)
 
 
 def _draw_standard(name: str, shape, n: int, gen: torch.Generator):
@@ -315,7 +373,10 @@ class Ensemble(nn.Module):
         return {name: p.index_select(0, index) for name, p in params.items()}
 
     def forward(
-        self, inputs: torch.Tensor, params: dict[str, torch.Tensor] | None = None
+        self,
+        inputs: torch.Tensor,
+        params: dict[str, torch.Tensor] | None = None,
+        workspace: Workspace | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run networks on ``inputs``.
 
@@ -323,6 +384,8 @@ class Ensemble(nn.Module):
         ``[batch, time, in]`` (the same trials for every network).
         params: the parameters to run, e.g. ``self.weights(index)`` for a subset
         of networks (all networks by default).
+        workspace: buffers to reuse across calls (see :class:`Workspace`; the
+        hidden states returned are then overwritten by the next call).
         Returns outputs ``[net, batch, time, out]`` and hidden states
         ``[net, batch, time, n]``.
         """
@@ -339,30 +402,23 @@ class Ensemble(nn.Module):
                 f"inputs have shape {tuple(inputs.shape)}; expected "
                 f"[{k}, batch, time, {self.n_inputs}] or [batch, time, {self.n_inputs}]"
             )
-        # Step-major memory ([net, time, batch, in] viewed as [net, batch,
-        # time, in]; a small copy, inputs are few): the drive, hidden states
-        # and outputs then come out step-major too, so each step's slice is
-        # contiguous and the gradients flow back without copying.
-        inputs = inputs.to(p["w_h"].dtype).transpose(1, 2).contiguous().transpose(1, 2)
-        # Input drive for every step at once, one batched matmul (with the
-        # bias) over all trials and steps: [net, batch, time, n].
+        # Step-major memory ([net, time, batch, in]; a small copy, inputs are
+        # few): each step's slice is then contiguous.
+        x_kxtxbxi = inputs.to(p["w_h"].dtype).transpose(1, 2).contiguous()
+        w_h, w_x, b, w_o, c = (p[name] for name in PARAM_NAMES)
+        leak = 0.0
         if self.config.parameterization == "mup":
-            drive_kxbxtxn = _linear(inputs, p["w_x"])
-            return self._forward_mup(drive_kxbxtxn, p)
-        drive_kxbxtxn = _linear(inputs, p["w_x"], p["b"])
-        hidden_kxbxtxn = Recurrence.apply(drive_kxbxtxn, p["w_h"])
-        outputs = _linear(hidden_kxbxtxn, p["w_o"], p["c"])
-        return outputs, hidden_kxbxtxn
-
-    def _forward_mup(self, drive_kxbxtxn, p):
-        """``h_t = (1 - tau) h_{t-1} + tau W_h tanh(h_{t-1}) / N + tau W_x x_t``,
-        ``y_t = W_o tanh(h_t) / (gamma N)``; returns outputs and rates."""
-        n, tau = self.config.n_hidden, self.config.tau
-        rates_kxbxtxn = Recurrence.apply(
-            tau * drive_kxbxtxn, p["w_h"] * (tau / n), 1.0 - tau
+            # h_t = (1 - tau) h_{t-1} + tau W_h tanh(h_{t-1}) / N + tau W_x x_t,
+            # y_t = W_o tanh(h_t) / (gamma N). The equation has no biases: b
+            # and c are zero and, detached, take no part in any gradient.
+            n, tau = self.config.n_hidden, self.config.tau
+            w_h, w_x, leak = w_h * (tau / n), w_x * tau, 1.0 - tau
+            w_o = w_o / (self.config.gamma * n)
+            b, c = torch.zeros_like(b).detach(), torch.zeros_like(c).detach()
+        outputs, rates = RecurrentNetwork.apply(
+            x_kxtxbxi, w_h, w_x, b, w_o, c, leak, workspace
         )
-        outputs = _linear(rates_kxbxtxn, p["w_o"])
-        return outputs / (self.config.gamma * n), rates_kxbxtxn
+        return outputs.transpose(1, 2), rates.transpose(1, 2)
 
     @torch.no_grad()
     def run(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

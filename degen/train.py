@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from degen.config import check_range
-from degen.model import Ensemble, derive_seeds
+from degen.model import Ensemble, Workspace, derive_seeds
 from degen.tasks.base import masked_mse
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,8 @@ def train_ensemble(
     epochs_trained = np.zeros(k_all, dtype=int)
     diverged = np.zeros(k_all, dtype=bool)
     active = np.ones(k_all, dtype=bool)
+    # Nothing a step's run returns is kept past its update.
+    workspace = Workspace()
     start = time.perf_counter()
 
     bar = tqdm(
@@ -231,7 +233,7 @@ def train_ensemble(
             targets = torch.stack([b.targets for b in batches]).to(device)
             mask = torch.stack([b.mask for b in batches]).to(device)
             sub = model.weights(index)
-            outputs, _ = model(inputs, sub)
+            outputs, _ = model(inputs, sub, workspace)
             losses = masked_mse(outputs, targets, mask)  # [net]
             objective = losses
             penalty = regularization(sub["w_h"], config)

@@ -5,63 +5,103 @@ from degen.config import ConfigError
 from degen.model import (
     Ensemble,
     ModelConfig,
-    Recurrence,
+    RecurrentNetwork,
     _tanh,
-    recurrence_reference,
+    network_reference,
     resolve_device,
 )
 
 
+def _network(gen, k, n, n_in, n_out, scale=0.6):
+    """Random step-major inputs [k, t, b, in] and the five weights (float64)."""
+    shapes = [(k, n, n), (k, n, n_in), (k, n), (k, n_out, n), (k, n_out)]
+    weights = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+    weights[0] = weights[0] * scale
+    return weights
+
+
+def _both(x_kxtxbxi, weights, leak, grad_x=False):
+    """Run the fused function and the reference on fresh leaf copies."""
+    runs = []
+    for fn in ("fused", "reference"):
+        x = x_kxtxbxi.clone().requires_grad_(grad_x)
+        ws = [w.clone().requires_grad_() for w in weights]
+        if fn == "fused":
+            out, rates = RecurrentNetwork.apply(x, *ws, leak)
+            out, rates = out.transpose(1, 2), rates.transpose(1, 2)
+        else:
+            out, rates = network_reference(x.transpose(1, 2), *ws, leak)
+        runs.append((x, ws, out, rates))
+    return runs
+
+
 # leak 0 is the standard model; 0.9 = 1 - tau at the muP default tau = 0.1.
 @pytest.mark.parametrize("leak", [0.0, 0.9, 0.5])
-def test_recurrence_matches_the_autograd_reference(leak):
+@pytest.mark.parametrize("through", ["outputs", "rates", "both"])
+def test_the_fused_network_matches_the_autograd_reference(leak, through):
     gen = torch.Generator().manual_seed(0)
-    drive = torch.randn(3, 4, 9, 5, generator=gen, dtype=torch.float64)
-    w = torch.randn(3, 5, 5, generator=gen, dtype=torch.float64) * 0.6
-    d1, w1 = drive.clone().requires_grad_(), w.clone().requires_grad_()
-    d2, w2 = drive.clone().requires_grad_(), w.clone().requires_grad_()
-    h1 = Recurrence.apply(d1, w1, leak)
-    h2 = recurrence_reference(d2, w2, leak)
-    assert torch.allclose(h1, h2, atol=1e-12)
-    weight = torch.randn(h1.shape, generator=gen, dtype=torch.float64)
-    (h1 * weight).sum().backward()
-    (h2 * weight).sum().backward()
-    assert torch.allclose(d1.grad, d2.grad, atol=1e-12)
-    assert torch.allclose(w1.grad, w2.grad, atol=1e-12)
-    assert torch.autograd.gradcheck(
-        lambda d, w: Recurrence.apply(d, w, leak), (d1[:, :2, :4], w1)
-    )
+    x = torch.randn(3, 9, 4, 2, generator=gen, dtype=torch.float64)
+    weights = _network(gen, 3, 5, 2, 3)
+    (x1, w1, out1, r1), (x2, w2, out2, r2) = _both(x, weights, leak, grad_x=True)
+    assert torch.allclose(out1, out2, atol=1e-12)
+    assert torch.allclose(r1, r2, atol=1e-12)
+    g_out = torch.randn(out1.shape, generator=gen, dtype=torch.float64)
+    g_rates = torch.randn(r1.shape, generator=gen, dtype=torch.float64)
+    for out, rates in ((out1, r1), (out2, r2)):
+        loss = 0.0
+        if through in ("outputs", "both"):
+            loss = loss + (out * g_out).sum()
+        if through in ("rates", "both"):
+            loss = loss + (rates * g_rates).sum()
+        loss.backward()
+    assert torch.allclose(x1.grad, x2.grad, atol=1e-12)
+    for a, b in zip(w1, w2, strict=True):
+        # The readout has no gradient under autograd when only rates count.
+        expected = torch.zeros_like(b) if b.grad is None else b.grad
+        assert torch.allclose(a.grad, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("leak", [0.0, 0.9])
+def test_the_fused_network_passes_gradcheck(leak):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 5, 3, 2, generator=gen, dtype=torch.float64)
+    weights = [w.requires_grad_() for w in _network(gen, 2, 4, 2, 2)]
+    x.requires_grad_()
+    for which in (0, 1):
+        assert torch.autograd.gradcheck(
+            lambda *a, which=which: RecurrentNetwork.apply(*a, leak)[which],
+            (x, *weights),
+        )
 
 
 def test_buffers_on_huge_pages_give_the_reference_values():
-    # 2 x 32 x 64 x 128 doubles = 4 MB: the size from which the recurrence
-    # asks for huge pages for its two full-length buffers.
+    # 2 x 65 x 32 x 131 doubles > 4 MB: the size from which the run asks for
+    # huge pages for its two full-length buffers.
     gen = torch.Generator().manual_seed(2)
-    drive = torch.randn(2, 32, 64, 128, generator=gen, dtype=torch.float64)
-    w = torch.randn(2, 128, 128, generator=gen, dtype=torch.float64) / 12
-    assert drive.numel() * drive.element_size() >= 1 << 22
-    d1, w1 = drive.clone().requires_grad_(), w.clone().requires_grad_()
-    d2, w2 = drive.clone().requires_grad_(), w.clone().requires_grad_()
-    h1 = Recurrence.apply(d1, w1, 0.9)
-    h2 = recurrence_reference(d2, w2, 0.9)
-    assert torch.allclose(h1, h2, atol=1e-12)
-    h1.sum().backward()
-    h2.sum().backward()
-    assert torch.allclose(d1.grad, d2.grad, atol=1e-11)
-    assert torch.allclose(w1.grad, w2.grad, atol=1e-10)
+    x = torch.randn(2, 64, 32, 2, generator=gen, dtype=torch.float64)
+    weights = _network(gen, 2, 128, 2, 3, scale=1 / 12)
+    assert 2 * 65 * 32 * 131 * 8 >= 1 << 22
+    (_, w1, out1, r1), (_, w2, out2, r2) = _both(x, weights, 0.9)
+    assert torch.allclose(out1, out2, atol=1e-11)
+    assert torch.allclose(r1, r2, atol=1e-12)
+    out1.sum().backward()
+    out2.sum().backward()
+    for a, b in zip(w1, w2, strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-10, atol=1e-9)
 
 
 def test_the_leak_changes_the_recurrence():
     # The two paths agreeing would mean nothing if the leak were ignored.
     gen = torch.Generator().manual_seed(1)
-    drive = torch.randn(2, 3, 6, 4, generator=gen, dtype=torch.float64)
-    w = torch.randn(2, 4, 4, generator=gen, dtype=torch.float64)
-    assert not torch.allclose(
-        Recurrence.apply(drive, w, 0.0), Recurrence.apply(drive, w, 0.9)
-    )
-    # One step from h_0 = 0: the leak has nothing to act on yet.
-    first = Recurrence.apply(drive[:, :, :1], w, 0.9)
-    assert torch.allclose(first, torch.tanh(drive[:, :, :1]), rtol=0, atol=1e-15)
+    x = torch.randn(2, 6, 3, 2, generator=gen, dtype=torch.float64)
+    weights = _network(gen, 2, 4, 2, 1, scale=1.0)
+    without = RecurrentNetwork.apply(x, *weights, 0.0)[1]
+    assert not torch.allclose(without, RecurrentNetwork.apply(x, *weights, 0.9)[1])
+    # One step from h_{-1} = 0: the leak has nothing to act on yet.
+    first = RecurrentNetwork.apply(x[:, :1], *weights, 0.9)[1]
+    w_x, b = weights[1], weights[2]
+    expected = torch.tanh(torch.einsum("kbi,kni->kbn", x[:, 0], w_x) + b[:, None])
+    assert torch.allclose(first[:, 0], expected, rtol=0, atol=1e-15)
 
 
 @pytest.mark.parametrize("dtype, atol", [(torch.float32, 3e-7), (torch.float64, 1e-15)])
