@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from degen.config import check_range
+from degen.config import check_range, check_types
 from degen.model import Ensemble, Workspace, derive_seeds
 from degen.tasks.base import masked_mse
 
@@ -49,6 +49,7 @@ class TrainConfig:
     l1_lambda: float = 0.0  # strength of the L1 norm of W_h
 
     def __post_init__(self):
+        check_types(self)
         name = "TrainConfig"
         check_range(name, "lr", self.lr, 0.0, low_open=True)
         check_range(name, "batch_size", self.batch_size, 1)
@@ -177,8 +178,14 @@ def regularization(w_h_kxnxn: torch.Tensor, config: TrainConfig):
     so unregularized training is bit for bit what it was without it)."""
     terms = []
     if config.nuclear_lambda > 0:
+        # An update can overflow a network's W_h to inf, where the SVD fails to
+        # converge and raises: such a network gets a NaN penalty (so the
+        # training loop marks it diverged) and the SVD sees zeros instead.
+        finite = w_h_kxnxn.flatten(1).isfinite().all(1)
+        safe = torch.where(finite[:, None, None], w_h_kxnxn, 0.0)
         # svdvals has a stable gradient even at repeated singular values.
-        nuclear = torch.linalg.svdvals(w_h_kxnxn).sum(-1)
+        nuclear = torch.linalg.svdvals(safe).sum(-1)
+        nuclear = torch.where(finite, nuclear, torch.nan)
         terms.append(config.nuclear_lambda * nuclear)
     if config.l1_lambda > 0:
         terms.append(config.l1_lambda * w_h_kxnxn.abs().flatten(1).sum(1))

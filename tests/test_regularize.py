@@ -67,6 +67,26 @@ def test_nuclear_gradient_is_u_v_transpose():
     assert torch.allclose(w.grad, u @ vh, atol=1e-10)
 
 
+def test_nuclear_penalty_of_an_overflowed_w_h_is_nan_and_the_rest_unchanged():
+    w = torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(2))
+    expected = 0.1 * torch.linalg.svdvals(w).sum(-1)
+    w[1, 2, 3] = float("inf")
+    penalty = regularization(w, TrainConfig(nuclear_lambda=0.1))
+    assert torch.isnan(penalty[1])
+    assert torch.allclose(penalty[[0, 2]], expected[[0, 2]])
+
+
+def test_an_update_that_overflows_w_h_marks_the_network_diverged():
+    # Adam moves each weight by about lr per step: 1e39 overflows float32, so
+    # the second step's SVD sees an infinite W_h. That network must be
+    # reported diverged, not stop the whole ensemble with a LinAlgError.
+    model = Ensemble(ModelConfig(8), 2, 2, [0, 1])
+    config = dataclasses.replace(BASE, lr=1e39, nuclear_lambda=0.01, max_epochs=1)
+    result = train_ensemble(model, make_task("flipflop", TASK), config, threshold=1e-9)
+    assert result.diverged.all()
+    assert not result.converged.any()
+
+
 @pytest.mark.parametrize("model", [ModelConfig(8), ModelConfig(8, "mup", 2.0)])
 def test_lambda_zero_is_bit_identical_to_no_regularizer(model, monkeypatch):
     config = dataclasses.replace(BASE, max_epochs=2)
