@@ -49,6 +49,19 @@ def check_range(
         )
 
 
+def check_types(config: Any) -> None:
+    """Raise ConfigError unless every field of the dataclass ``config`` has its
+    annotated type (the check ``from_dict`` makes, for configs built directly)."""
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if not _type_ok(value, hints[field.name]):
+            raise ConfigError(
+                f"{type(config).__name__}.{field.name} = {value!r} has type "
+                f"{type(value).__name__}; expected {_type_name(hints[field.name])}"
+            )
+
+
 def check_choice(owner: str, name: str, value: Any, choices: typing.Iterable) -> None:
     """Raise ConfigError unless ``value`` is one of ``choices``."""
     choices = tuple(choices)
@@ -93,6 +106,8 @@ def _type_ok(value: Any, annotation: Any) -> bool:
 
 
 def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is not None:  # tuple[float, float], not "tuple"
+        return str(annotation).replace("typing.", "")
     return getattr(annotation, "__name__", None) or str(annotation).replace(
         "typing.", ""
     )

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from degen.config import ConfigError, check_choice, check_range
+from degen.config import ConfigError, check_choice, check_range, check_types
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class ModelConfig:
     tau: float = 0.1
 
     def __post_init__(self):
+        check_types(self)
         owner = "ModelConfig"
         check_range(owner, "n_hidden", self.n_hidden, 1, 100_000)
         check_choice(

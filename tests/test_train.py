@@ -227,3 +227,30 @@ def test_a_network_with_an_infinite_gradient_is_flagged(monkeypatch):
     result = train_ensemble(model, make_task("flipflop", TASK), SHORT)
     assert result.diverged.tolist() == [False, True]
     assert torch.isfinite(result.final["w_h"]).all()
+
+
+@pytest.mark.parametrize(
+    "build, named",
+    [
+        (lambda: TrainConfig(nuclear_lambda="0.1"), "TrainConfig.nuclear_lambda"),
+        (lambda: TrainConfig(nuclear_lambda=True), "TrainConfig.nuclear_lambda"),
+        (lambda: TrainConfig(batch_size=8.5), "TrainConfig.batch_size"),
+        (lambda: TrainConfig(adam_betas=(0.9,)), "tuple[float, float]"),
+        (lambda: TrainConfig(lr=None), "TrainConfig.lr"),
+        (lambda: ModelConfig(n_hidden=8.5), "ModelConfig.n_hidden"),
+        (lambda: ModelConfig(n_hidden=True), "ModelConfig.n_hidden"),
+        (lambda: ModelConfig(n_hidden="8"), "ModelConfig.n_hidden"),
+        (lambda: make_task("flipflop", {}).config.__class__(n_bits=2.0), "n_bits"),
+    ],
+)
+def test_configs_built_directly_check_their_types(build, named):
+    # The profile loader checks types; a config built in Python must too,
+    # instead of failing later inside torch.
+    with pytest.raises(ConfigError, match=r"has type .*; expected") as err:
+        build()
+    assert named in str(err.value)
+
+
+def test_ints_stay_valid_where_floats_are_expected():
+    assert TrainConfig(lr=1, nuclear_lambda=0).lr == 1
+    assert ModelConfig(64, "mup", gamma=2).gamma == 2

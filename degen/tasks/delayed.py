@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from degen.config import check_range
+from degen.config import check_range, check_types
 from degen.tasks.base import Batch
 
 
@@ -45,6 +45,7 @@ class DelayedConfig:
     threshold: float = 0.01  # training MSE that counts as converged
 
     def __post_init__(self):
+        check_types(self)
         name = type(self).__name__
         check_range(name, "n_channels", self.n_channels, 1, 64)
         check_range(name, "f_min", self.f_min, 0.0, low_open=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from degen.config import check_range
+from degen.config import check_range, check_types
 from degen.tasks.base import Batch
 
 
@@ -31,6 +31,7 @@ class FlipFlopConfig:
     threshold: float = 1e-3  # training MSE that counts as converged
 
     def __post_init__(self):
+        check_types(self)
         name = type(self).__name__
         check_range(name, "n_bits", self.n_bits, 1, 64)
         check_range(name, "n_steps", self.n_steps, 2, 100_000)

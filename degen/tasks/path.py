@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from degen.config import check_choice, check_range
+from degen.config import check_choice, check_range, check_types
 from degen.tasks.base import Batch
 
 
@@ -39,6 +39,7 @@ class PathConfig:
     threshold: float = 0.05  # training MSE that counts as converged
 
     def __post_init__(self):
+        check_types(self)
         name = type(self).__name__
         check_choice(name, "n_dims", self.n_dims, (2, 3))
         check_range(name, "n_steps", self.n_steps, 2, 100_000)

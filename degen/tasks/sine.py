@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from degen.config import check_choice, check_range
+from degen.config import check_choice, check_range, check_types
 from degen.tasks.base import Batch
 
 FREQ_SETS = ("shared", "interleaved")
@@ -48,6 +48,7 @@ class SineConfig:
     threshold: float = 0.05  # training MSE that counts as converged
 
     def __post_init__(self):
+        check_types(self)
         name = type(self).__name__
         check_range(name, "n_channels", self.n_channels, 1, 64)
         check_range(name, "n_freqs", self.n_freqs, 1, 1000)
