@@ -191,12 +191,17 @@ def _train_condition(
     """One training job: the ensemble of ``cond`` from the store, or trained
     and saved; returns how many of its networks are usable."""
     trained = experiment.get_trained(cond, Store(store_root), device, progress)
-    log.info(
-        "%s %s: %d of %d networks converged",
+    log.log(
+        logging.INFO if trained.n_usable else logging.WARNING,
+        "%s %s: %d of %d networks converged%s",
         cond.task,
         experiment._label(cond),
         trained.n_usable,
         len(cond.seeds),
+        ""
+        if trained.n_usable
+        else "; its measures will be NaN (a larger epoch budget, a smaller "
+        "learning rate or penalty, or a looser threshold may help)",
     )
     return trained.n_usable
 

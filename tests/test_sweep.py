@@ -10,9 +10,12 @@ import pytest
 import yaml
 from sphinx.util.matching import Matcher
 
-from degen import analysis, cli, sweep
+from degen import analysis, cli, experiment, sweep
 from degen.config import ConfigError
+from degen.model import ModelConfig
 from degen.profile import load_profile
+from degen.tasks.flipflop import FlipFlopConfig
+from degen.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 COPIED = ["_config.yml", "_toc.yml", "book", "notebooks", "sweeps", "degen"]
@@ -206,3 +209,20 @@ def test_the_book_skips_a_killed_runs_partial_output():
     assert excluded("book/generated/.flipflop.partial-123.ipynb")
     assert not excluded("book/generated/flipflop.ipynb")
     assert not excluded("book/intro.md")
+
+
+def test_a_condition_with_no_usable_network_is_a_warning(tmp_path, caplog):
+    # Nothing can reach this threshold in one step: the sweep goes on, but
+    # says loudly that the condition's measures will be NaN.
+    cond = experiment.Condition(
+        "flipflop",
+        FlipFlopConfig(n_bits=1, n_steps=5, threshold=1e-12),
+        ModelConfig(4),
+        TrainConfig(batch_size=2, steps_per_epoch=1, max_epochs=1),
+        seeds=(0, 1),
+    )
+    with caplog.at_level("INFO", logger="degen.sweep"):
+        assert sweep._train_condition(cond, str(tmp_path), "cpu", False) == 0
+    (record,) = [r for r in caplog.records if r.name == "degen.sweep"]
+    assert record.levelname == "WARNING"
+    assert "0 of 2 networks converged; its measures will be NaN" in record.message
