@@ -54,12 +54,20 @@ def check_types(config: Any) -> None:
     annotated type (the check ``from_dict`` makes, for configs built directly)."""
     hints = typing.get_type_hints(type(config))
     for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if not _type_ok(value, hints[field.name]):
-            raise ConfigError(
-                f"{type(config).__name__}.{field.name} = {value!r} has type "
-                f"{type(value).__name__}; expected {_type_name(hints[field.name])}"
-            )
+        _check_type(
+            type(config).__name__,
+            field.name,
+            getattr(config, field.name),
+            hints[field.name],
+        )
+
+
+def _check_type(owner: str, name: str, value: Any, annotation: Any) -> None:
+    if not _type_ok(value, annotation):
+        raise ConfigError(
+            f"{owner}.{name} = {value!r} has type {type(value).__name__}; "
+            f"expected {_type_name(annotation)}"
+        )
 
 
 def check_choice(owner: str, name: str, value: Any, choices: typing.Iterable) -> None:
@@ -137,11 +145,7 @@ def from_dict(cls: type[T], values: dict | None, where: str | None = None) -> T:
     hints = typing.get_type_hints(cls)
     for name, value in values.items():
         annotation = hints[name]
-        if not _type_ok(value, annotation):
-            raise ConfigError(
-                f"{where}.{name} = {value!r} has type {type(value).__name__}; "
-                f"expected {_type_name(annotation)}"
-            )
+        _check_type(where, name, value, annotation)
         is_tuple = annotation is tuple or typing.get_origin(annotation) is tuple
         if is_tuple and isinstance(value, list):
             values[name] = tuple(value)

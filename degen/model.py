@@ -64,12 +64,9 @@ class ModelConfig:
         check_choice(
             owner, "parameterization", self.parameterization, PARAMETERIZATIONS
         )
+        # 2 and 2.0 are one config: store the float so they share a key.
         for name in ("gamma", "tau"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{owner}.{name} = {value!r}; it must be a number")
-            # 2 and 2.0 are one config: store the float so they share a key.
-            object.__setattr__(self, name, float(value))
+            object.__setattr__(self, name, float(getattr(self, name)))
         check_range(owner, "gamma", self.gamma, 0.0, low_open=True)
         check_range(owner, "tau", self.tau, 0.0, 1.0, low_open=True)
         if self.parameterization == "standard":

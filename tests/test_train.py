@@ -7,6 +7,7 @@ import torch
 from degen.config import ConfigError
 from degen.model import Ensemble, ModelConfig
 from degen.tasks import make_task
+from degen.tasks.flipflop import FlipFlopConfig
 from degen.train import (
     EnsembleAdam,
     EnsemblePlateau,
@@ -240,7 +241,7 @@ def test_a_network_with_an_infinite_gradient_is_flagged(monkeypatch):
         (lambda: ModelConfig(n_hidden=8.5), "ModelConfig.n_hidden"),
         (lambda: ModelConfig(n_hidden=True), "ModelConfig.n_hidden"),
         (lambda: ModelConfig(n_hidden="8"), "ModelConfig.n_hidden"),
-        (lambda: make_task("flipflop", {}).config.__class__(n_bits=2.0), "n_bits"),
+        (lambda: FlipFlopConfig(n_bits=2.0), "FlipFlopConfig.n_bits"),
     ],
 )
 def test_configs_built_directly_check_their_types(build, named):
